@@ -1,0 +1,51 @@
+"""One registry type, one instance per kind: backbones, heads and losses are chosen by name.
+
+    @BACKBONES.register("densenet121")
+    def densenet121(input_shape, **kw): ...
+
+    BACKBONES.create("densenet121", input_shape=(64, 64, 3))
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+
+class Registry:
+    """Named builders of one kind (timm's ``create_model`` over a dict of small functions)."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._builders: dict[str, Callable] = {}
+
+    def register(self, name: str | None = None):
+        def decorator(builder: Callable) -> Callable:
+            key = (name or builder.__name__).lower()
+            if key in self._builders and self._builders[key] is not builder:
+                raise ValueError(f"{self.kind} {key!r} is already registered")
+            self._builders[key] = builder
+            return builder
+
+        return decorator
+
+    def get(self, name: str) -> Callable:
+        key = name.lower()
+        if key not in self._builders:
+            raise KeyError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+            )
+        return self._builders[key]
+
+    def create(self, name: str, *args, **kwargs):
+        return self.get(name)(*args, **kwargs)
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+    def __contains__(self, name: str) -> bool:
+        return name.lower() in self._builders
+
+
+BACKBONES = Registry("backbone")
+HEADS = Registry("head")
+LOSSES = Registry("loss")

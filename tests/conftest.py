@@ -1,0 +1,38 @@
+import hashlib
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2
+import numpy as np
+import pytest
+
+
+def tree_snapshot(root) -> dict[str, tuple[int, str]]:
+    """Every file below root with its mtime and content hash: equal snapshots mean untouched."""
+    out = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file():
+            out[str(path)] = (path.stat().st_mtime_ns, hashlib.sha256(path.read_bytes()).hexdigest())
+    return out
+
+
+@pytest.fixture
+def snapshot():
+    return tree_snapshot
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """Three identities with PNG, JPEG and BMP files of mixed sizes and channel counts."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "faces"
+    for i in range(3):
+        folder = root / f"person_{i}"
+        folder.mkdir(parents=True)
+        for k in range(4):
+            image = rng.integers(0, 256, (48 + 8 * k, 64, 3), dtype=np.uint8)
+            ext = (".png", ".jpg", ".bmp", ".png")[k]
+            assert cv2.imwrite(str(folder / f"{k}{ext}"), image)
+    return root
