@@ -1,0 +1,137 @@
+"""The input pipeline: samples -> decoded, resized, augmented views -> batches.
+
+    source -> [shuffle] -> parallel decode + resize -> [cache -> shuffle] -> [repeat]
+           -> parallel augment + views -> batch -> prefetch(AUTOTUNE)
+
+Shuffling happens on paths (cheap) unless the decoded images are cached, in which case it
+happens after the cache. Augmentation is seeded per element (see ``augment``), so a pipeline
+is reproducible under its seed and differs between epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import tensorflow as tf
+
+from kerasface.data.augment import AugmentConfig, augment_image
+from kerasface.data.crops import VIEW_MODES, make_views
+from kerasface.data.decode import base_size, decode_image, resize_image
+from kerasface.data.readers import samples_dataset
+from kerasface.data.spec import DatasetSpec, Samples
+
+TARGETS = ("labels", "identity", None)
+
+
+@dataclasses.dataclass
+class InputConfig:
+    """How images become model inputs (the part of a pipeline a served model must repeat)."""
+
+    image_size: int = 64
+    views: str = "single"
+    crop_fraction: float = 0.875
+    resize_mode: str = "pad"
+
+    def __post_init__(self):
+        if self.views not in VIEW_MODES:
+            raise ValueError(f"unknown views {self.views!r}; choose one of {VIEW_MODES}")
+
+    @property
+    def base_size(self) -> int:
+        return self.image_size if self.views == "single" else base_size(self.image_size, self.crop_fraction)
+
+    @property
+    def num_views(self) -> int:
+        return 1 if self.views == "single" else 3
+
+
+def preprocess_encoded(data: tf.Tensor, config: InputConfig) -> tf.Tensor:
+    """Encoded image bytes -> float32 (base, base, 3) image, ready for augmentation and views."""
+    image = resize_image(decode_image(data), config.base_size, config.resize_mode)
+    image.set_shape([config.base_size, config.base_size, 3])
+    return image
+
+
+def source_dataset(spec: DatasetSpec, samples: Samples | None = None) -> tf.data.Dataset:
+    """Records ``{"image": encoded bytes, "identity", "labels"}`` for ``samples`` (default all)."""
+    samples = samples if samples is not None else spec.samples
+    if spec.storage == "tfrecord":
+        from kerasface.data.tfrecord import select_samples, tfrecord_dataset
+
+        shards = sorted(str(p) for p in Path(spec.source).glob("shard-*.tfrecord"))
+        dataset = tfrecord_dataset(shards, spec.num_labels)
+        if len(samples) != len(spec.samples):
+            dataset = select_samples(dataset, samples)
+        return dataset
+    return samples_dataset(samples).map(
+        lambda r: {"image": tf.io.read_file(r["path"]), "identity": r["identity"], "labels": r["labels"]},
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def build_pipeline(
+    spec: DatasetSpec,
+    samples: Samples | None = None,
+    *,
+    input_config: InputConfig | None = None,
+    target: str | None = "labels",
+    batch_size: int = 32,
+    training: bool = False,
+    augment: AugmentConfig | None = None,
+    shuffle: bool | None = None,
+    shuffle_buffer: int = 4096,
+    cache: bool | str = False,
+    repeat: bool = False,
+    drop_remainder: bool = False,
+    seed: int = 0,
+    deterministic: bool = True,
+    threads: int | None = None,
+) -> tf.data.Dataset:
+    """Batches of ``(x, y)``: x one float32 (B, S, S, 3) tensor or a tuple of three (views),
+    y the label vectors (``target="labels"``), identity indices (``"identity"``), or no y
+    (``None``). ``augment`` applies only when ``training``; ``shuffle`` defaults to ``training``.
+    ``cache``: True keeps decoded images in memory, a path caches them in files there."""
+    config = input_config or InputConfig()
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    samples = samples if samples is not None else spec.samples
+    shuffle = training if shuffle is None else shuffle
+    augment = augment if training else None
+    buffer = max(1, min(shuffle_buffer, len(samples)))
+
+    dataset = source_dataset(spec, samples)
+    if shuffle and not cache:
+        dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def load(record):
+        y = record["labels"] if target == "labels" else record["identity"]
+        return preprocess_encoded(record["image"], config), y
+
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if cache:
+        dataset = dataset.cache("" if cache is True else str(cache))
+        if shuffle:
+            dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+
+    if augment is not None:
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda xy, s: (augment_image(xy[0], s, augment), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+
+    def to_model_input(image, y):
+        x = make_views(image, config.image_size, config.views)
+        return x if target is None else (x, y)
+
+    dataset = dataset.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    if threads:
+        options.threading.private_threadpool_size = threads
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
