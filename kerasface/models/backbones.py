@@ -1,0 +1,185 @@
+"""Backbones by name: ``create_backbone("densenet121", (64, 64, 3))``.
+
+Every builder has the signature
+``builder(input_shape, weights=None, include_top=False, pooling="avg", classes=1000,
+classifier_activation=None, name=<backbone>, **kwargs) -> keras.Model`` and returns a model
+that takes RGB images in [0, 255] (its weight-free ``ImagePreprocessing`` layer comes first) and
+gives pooled features (``include_top=False``) or the classifier output (``include_top=True``).
+``weights`` is None (random init) or the path of a local weights file; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+
+from kerasface.models.layers import ImagePreprocessing
+from kerasface.models.vit import build_vit
+from kerasface.registry import BACKBONES
+
+
+def check_weights_argument(weights, backbone: str) -> None:
+    """None or an existing local file; ``"imagenet"`` (a download) is refused with the fix."""
+    if weights is None:
+        return
+    if weights == "imagenet":
+        raise ValueError(
+            f"{backbone}: weights='imagenet' would download from the internet, which kerasface "
+            "never does; download the weights file yourself and pass its local path "
+            "(weights='/path/to/file.weights.h5'), or weights=None for random init"
+        )
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"{backbone}: weights file {weights!r} does not exist")
+
+
+def _keras_application(
+    application,
+    preprocessing: str,
+    input_shape,
+    weights,
+    include_top,
+    pooling,
+    classes,
+    classifier_activation,
+    name,
+    **kwargs,
+) -> keras.Model:
+    check_weights_argument(weights, name)
+    images = keras.Input(shape=tuple(input_shape), name="images")
+    x = ImagePreprocessing(preprocessing, name="preprocessing")(images)
+    built = application(
+        include_top=include_top,
+        weights=None,
+        input_tensor=x,
+        input_shape=tuple(input_shape),
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        **kwargs,
+    )
+    model = keras.Model(images, built.output, name=name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+@BACKBONES.register("densenet121")
+def densenet121(
+    input_shape,
+    weights=None,
+    include_top=False,
+    pooling="avg",
+    classes=1000,
+    classifier_activation=None,
+    name="densenet121",
+    **kwargs,
+) -> keras.Model:
+    """DenseNet-121 (Huang et al., 2017) from ``keras.applications``; "torch" preprocessing."""
+    return _keras_application(
+        keras.applications.DenseNet121, "torch", input_shape, weights, include_top, pooling,
+        classes, classifier_activation, name, **kwargs,
+    )
+
+
+@BACKBONES.register("efficientnetv2s")
+def efficientnetv2s(
+    input_shape,
+    weights=None,
+    include_top=False,
+    pooling="avg",
+    classes=1000,
+    classifier_activation=None,
+    name="efficientnetv2s",
+    **kwargs,
+) -> keras.Model:
+    """EfficientNetV2-S (Tan & Le, 2021) from ``keras.applications``; it rescales its own input
+    (``include_preprocessing=True``), so the preprocessing layer is "none"."""
+    return _keras_application(
+        keras.applications.EfficientNetV2S, "none", input_shape, weights, include_top, pooling,
+        classes, classifier_activation, name, **kwargs,
+    )
+
+
+@BACKBONES.register("resnet50")
+def resnet50(
+    input_shape,
+    weights=None,
+    include_top=False,
+    pooling="avg",
+    classes=1000,
+    classifier_activation=None,
+    name="resnet50",
+    **kwargs,
+) -> keras.Model:
+    """ResNet-50 (He et al., 2016) from ``keras.applications``; "caffe" preprocessing."""
+    return _keras_application(
+        keras.applications.ResNet50, "caffe", input_shape, weights, include_top, pooling,
+        classes, classifier_activation, name, **kwargs,
+    )
+
+
+@BACKBONES.register("vit")
+def vit(
+    input_shape,
+    weights=None,
+    include_top=False,
+    pooling="avg",
+    classes=1000,
+    classifier_activation=None,
+    name="vit",
+    **kwargs,
+) -> keras.Model:
+    """Our ViT (``kerasface.models.vit.build_vit``; kwargs ``patch_size, dim, depth, heads,
+    mlp_dim, dropout, emb_dropout, dim_head, pool``); "torch" preprocessing.
+
+    A ViT always pools its tokens, by ``pool`` ("cls" default, or "mean"), so ``pooling`` must
+    stay "avg" (pooled features)."""
+    check_weights_argument(weights, name)
+    if pooling != "avg":
+        raise ValueError(
+            f"vit: pooling={pooling!r} is not supported; a ViT returns pooled features, "
+            "chosen by pool='cls' or pool='mean'"
+        )
+    model = build_vit(
+        input_shape,
+        num_classes=classes if include_top else None,
+        classifier_activation=classifier_activation,
+        name=name,
+        preprocessing="torch",
+        **kwargs,
+    )
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+def create_backbone(
+    name: str,
+    input_shape,
+    weights=None,
+    include_top: bool = False,
+    pooling: str | None = "avg",
+    classes: int = 1000,
+    classifier_activation=None,
+    **kwargs,
+) -> keras.Model:
+    """The registered backbone ``name`` (see ``list_backbones()``); the model is named after it
+    unless ``model_name`` is given."""
+    builder = BACKBONES.get(name)
+    model_name = kwargs.pop("model_name", None)
+    if model_name is not None:
+        kwargs["name"] = model_name
+    return builder(
+        input_shape,
+        weights=weights,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        **kwargs,
+    )
+
+
+def list_backbones() -> list[str]:
+    return BACKBONES.names()
