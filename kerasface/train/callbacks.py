@@ -1,0 +1,94 @@
+"""Training hooks: resumable checkpoints and the standard Keras callbacks a run uses."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import keras
+
+STATE_FILE = "state.json"
+
+
+def write_json_atomic(path, data) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def save_model_atomic(model: keras.Model, path) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """After every epoch: ``last.keras`` (model and optimizer state), ``best.keras`` when
+    ``monitor`` improves, and ``state.json`` with the number of finished epochs, each written
+    to a temporary file and renamed, so an interruption never leaves a half-written checkpoint.
+    """
+
+    def __init__(self, directory, monitor: str = "val_loss", mode: str = "min"):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+        self.directory = Path(directory)
+        self.monitor = monitor
+        self.mode = mode
+        self.state = read_run_state(self.directory) or {"epoch": 0, "best": None, "best_epoch": None}
+
+    def _improved(self, value: float) -> bool:
+        best = self.state.get("best")
+        if value is None or math.isnan(value):
+            return False
+        return best is None or (value < best if self.mode == "min" else value > best)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.directory.mkdir(parents=True, exist_ok=True)
+        save_model_atomic(self.model, self.directory / "last.keras")
+        value = logs.get(self.monitor)
+        value = None if value is None else float(value)
+        if self._improved(value):
+            save_model_atomic(self.model, self.directory / "best.keras")
+            self.state.update(best=value, best_epoch=epoch + 1)
+        self.state.update(epoch=epoch + 1, monitor=self.monitor, mode=self.mode)
+        write_json_atomic(self.directory / STATE_FILE, self.state)
+
+
+def read_run_state(directory) -> dict | None:
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path}: unreadable checkpoint state ({error})") from error
+
+
+def standard_callbacks(run_dir, monitor: str, mode: str, early_stopping: int | None,
+                       tensorboard: bool = True, resume: bool = False) -> list:
+    run_dir = Path(run_dir)
+    callbacks = [
+        RunCheckpoint(run_dir / "checkpoints", monitor=monitor, mode=mode),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
+    if early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                       patience=early_stopping, restore_best_weights=False))
+    return callbacks

@@ -1,0 +1,164 @@
+"""Where and how a model trains: distribution strategy, mixed precision and XLA.
+
+auto choices: TPU (through ``TPUClusterResolver``, as on Kaggle and Colab) when one answers,
+``MirroredStrategy`` for several GPUs, the default strategy otherwise; on JAX,
+``keras.distribution.DataParallel`` over several devices. Mixed precision: bfloat16 on TPU,
+float16 on GPU, off on CPU. XLA (``jit_compile``): on for GPU and TPU, off on CPU, where it
+measured slower here (8.5 vs 12.5 samples/s for 3x DenseNet121 at 64x64, batch 32, 2 cores).
+
+The dtype policy is set only inside ``Runtime.scope()`` and restored on exit, so models built
+afterwards in the same process are not affected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import os
+import platform
+
+import keras
+
+STRATEGIES = ("auto", "default", "mirrored", "tpu", "multiworker")
+PRECISIONS = ("auto", "off", "float16", "bfloat16")
+JIT_CHOICES = ("auto", "on", "off")
+
+
+@dataclasses.dataclass
+class Runtime:
+    backend: str
+    strategy_name: str
+    device: str
+    accelerator: str  # "cpu", "gpu" or "tpu"
+    num_replicas: int
+    precision: str  # a Keras dtype policy name
+    jit_compile: bool
+    strategy: object = None  # tf.distribute.Strategy on TensorFlow
+    distribution: object = None  # keras.distribution.Distribution on JAX
+
+    def global_batch_size(self, per_replica: int) -> int:
+        return per_replica * self.num_replicas
+
+    @contextlib.contextmanager
+    def scope(self):
+        """Build and compile models in here: strategy scope plus the dtype policy."""
+        previous_policy = keras.config.dtype_policy()
+        previous_distribution = None
+        keras.config.set_dtype_policy(self.precision)
+        try:
+            if self.distribution is not None:
+                previous_distribution = keras.distribution.distribution()
+                keras.distribution.set_distribution(self.distribution)
+            if self.strategy is not None:
+                with self.strategy.scope():
+                    yield self
+            else:
+                yield self
+        finally:
+            keras.config.set_dtype_policy(previous_policy)
+            if self.distribution is not None:
+                keras.distribution.set_distribution(previous_distribution)
+
+    def describe(self) -> dict:
+        return {
+            "backend": self.backend,
+            "strategy": self.strategy_name,
+            "device": self.device,
+            "replicas": self.num_replicas,
+            "mixed_precision": self.precision,
+            "jit_compile": self.jit_compile,
+        }
+
+
+def _cpu_name() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"CPU {name} ({os.cpu_count()} cores)"
+
+
+def tpu_hint() -> str | None:
+    """The ``tpu`` argument for ``TPUClusterResolver`` when this machine shows signs of a TPU
+    (a TPU VM's /dev/accel* devices, or the variables Colab and Kaggle set), else None, so that
+    machines without one never wait on a cloud metadata lookup."""
+    if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*"):
+        return "local"
+    for variable in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE", "KAGGLE_TPU"):
+        if os.environ.get(variable):
+            return os.environ.get("TPU_NAME") or None
+    return None
+
+
+def _tf_strategy(name: str):
+    import tensorflow as tf
+
+    hint = tpu_hint()
+    if name == "tpu" or (name == "auto" and hint is not None):
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=hint)
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+            strategy = tf.distribute.TPUStrategy(resolver)
+            return strategy, "tpu", f"TPU ({strategy.num_replicas_in_sync} cores)", "tpu"
+        except (ValueError, RuntimeError, tf.errors.OpError) as error:
+            if name == "tpu":
+                raise RuntimeError(f"--strategy tpu: no TPU could be reached ({error})") from error
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        device = f"{len(gpus)}x GPU {details.get('device_name', '')}".strip()
+    else:
+        device = _cpu_name()
+    accelerator = "gpu" if gpus else "cpu"
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy(), "multiworker", device, accelerator
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy(), "mirrored", device, accelerator
+    return tf.distribute.get_strategy(), "default", device, accelerator
+
+
+def _jax_distribution(name: str):
+    import jax
+
+    devices = jax.devices()
+    platform_name = devices[0].platform
+    accelerator = {"gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}.get(platform_name, "cpu")
+    device = _cpu_name() if accelerator == "cpu" else f"{len(devices)}x {devices[0].device_kind}"
+    if name in ("tpu", "mirrored", "multiworker") and len(devices) == 1 and accelerator == "cpu":
+        raise RuntimeError(f"--strategy {name}: only one CPU device is visible to JAX")
+    if len(devices) > 1 and name != "default":
+        return keras.distribution.DataParallel(), "data-parallel", device, accelerator, len(devices)
+    return None, "default", device, accelerator, 1
+
+
+def resolve_runtime(strategy: str = "auto", mixed_precision: str = "auto", jit_compile: str = "auto") -> Runtime:
+    for value, allowed, flag in (
+        (strategy, STRATEGIES, "strategy"),
+        (mixed_precision, PRECISIONS, "mixed_precision"),
+        (jit_compile, JIT_CHOICES, "jit_compile"),
+    ):
+        if value not in allowed:
+            raise ValueError(f"{flag} must be one of {allowed}, got {value!r}")
+    backend = keras.backend.backend()
+    tf_strategy = distribution = None
+    if backend == "tensorflow":
+        tf_strategy, strategy_name, device, accelerator = _tf_strategy(strategy)
+        replicas = tf_strategy.num_replicas_in_sync
+    elif backend == "jax":
+        distribution, strategy_name, device, accelerator, replicas = _jax_distribution(strategy)
+    else:
+        strategy_name, device, accelerator, replicas = "default", _cpu_name(), "cpu", 1
+    if mixed_precision == "auto":
+        precision = {"tpu": "mixed_bfloat16", "gpu": "mixed_float16"}.get(accelerator, "float32")
+    else:
+        precision = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[mixed_precision]
+    jit = accelerator != "cpu" if jit_compile == "auto" else jit_compile == "on"
+    return Runtime(backend, strategy_name, device, accelerator, replicas, precision, jit,
+                   strategy=tf_strategy, distribution=distribution)
