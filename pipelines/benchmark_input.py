@@ -16,6 +16,7 @@ import sys
 from tabulate import tabulate
 
 from kerasface.data.benchmark import benchmark_input
+from kerasface.data.crops import VIEW_MODES
 from kerasface.data.pipeline import InputConfig
 from kerasface.data.readers import read_dataset
 
@@ -29,7 +30,7 @@ def main(argv=None) -> int:
                         help=f"tf.data worker threads (default: all {os.cpu_count()} cores)")
     parser.add_argument("--image-size", type=int, default=48, help="side of each view (default 48)")
     parser.add_argument("--views", default="crops-horizontal",
-                        choices=["single", "crops-horizontal", "crops-vertical"])
+                        choices=VIEW_MODES)
     parser.add_argument("--crop-fraction", type=float, default=0.875)
     args = parser.parse_args(argv)
     if args.data:

@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -82,7 +83,7 @@ def _epoch(dataset):
 def test_pipeline_views_targets_and_determinism(image_folder):
     _, spec = read_image_folder(image_folder)
     config = InputConfig(image_size=28, views="crops-horizontal", crop_fraction=0.875)
-    assert config.base_size == 32
+    assert config.base_shape == (32, 32)
 
     def make(seed):
         return build_pipeline(spec, input_config=config, target="identity", batch_size=5,
@@ -141,3 +142,25 @@ def test_tfrecord_select_samples(image_folder, tmp_path):
     chosen = loaded.samples.subset(np.flatnonzero(loaded.samples.identity == 1))
     paths = sorted(r["path"].decode() for r in select_samples(dataset, chosen).as_numpy_iterator())
     assert paths == sorted(chosen.paths.tolist()) and len(paths) == 4
+
+
+def test_modality_tiles_become_three_panels_without_geometric_augmentation(tmp_path):
+    root = tmp_path / "tiles"
+    for i in range(2):
+        (root / f"id_{i}").mkdir(parents=True)
+        for k in range(3):
+            tile = np.concatenate([np.full((20, 20, 3), v, np.uint8) for v in (40 + k, 120 + k, 200 + k)], axis=1)
+            tile[:, :3] = 0  # an asymmetric mark: a flip or rotation would move it across panels
+            assert cv2.imwrite(str(root / f"id_{i}" / f"{k}.png"), tile)
+    _, spec = read_image_folder(root)
+    config = InputConfig(image_size=10, views="modalities", resize_mode="stretch")
+    assert config.base_shape == (10, 30)
+    augment = AugmentConfig(max_rotation=45, flip=True, brightness=0.3, contrast=0.3, noise_sigma=0.0)
+    albedo, normal, depth = next(iter(build_pipeline(spec, input_config=config, target=None, batch_size=6,
+                                                     training=True, augment=augment)))
+    assert albedo.shape == normal.shape == depth.shape == (6, 10, 10, 3)
+    np.testing.assert_allclose((normal - albedo).numpy()[:, :, 2:], 80.0, atol=1.0)
+    assert np.all(albedo.numpy()[:, :, 0] < 10.0)
+    np.testing.assert_allclose(depth.numpy() - normal.numpy(), 80.0, atol=1.0)
+    with pytest.raises(ValueError, match="tile"):
+        make_views(tf.zeros([10, 20, 3]), 10, "modalities")

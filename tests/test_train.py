@@ -46,7 +46,12 @@ def test_run_writes_report_with_the_models_figures(finished_run):
     assert sorted(report["roc"]) if "roc" in report else True
     for name in ("report.md", "report.json", "config.json", "history.csv", "loss.png"):
         assert (finished_run / name).is_file(), name
-    assert read_run_state(finished_run / "checkpoints")["epoch"] == 2
+    state = read_run_state(finished_run / "checkpoints")
+    assert state["epoch"] == 2 and state["best_epoch"] in (1, 2)
+    best = keras.models.load_model(finished_run / "checkpoints" / "best.keras", safe_mode=True)
+    if state["best_epoch"] == 2:
+        for a, b in zip(best.weights, model.weights):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert [i.name for i in model.inputs] == ["left", "center", "right"]
 
 
@@ -154,3 +159,16 @@ def test_dry_run_prints_seed_parameter_counts(monkeypatch, capsys):
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("{")][-1]
     counts = json.loads(line)
     assert counts["trainable_params"] == 24_707_394 and counts["non_trainable_params"] == 250_944
+
+
+def test_best_checkpoint_keeps_its_content_when_last_is_replaced(tmp_path):
+    from kerasface.train.callbacks import link_or_copy_atomic
+
+    last, best = tmp_path / "last.keras", tmp_path / "best.keras"
+    last.write_bytes(b"epoch 1")
+    link_or_copy_atomic(last, best)
+    tmp = tmp_path / ".last.tmp"
+    tmp.write_bytes(b"epoch 2")
+    tmp.replace(last)
+    assert best.read_bytes() == b"epoch 1" and last.read_bytes() == b"epoch 2"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

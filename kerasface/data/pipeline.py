@@ -38,8 +38,12 @@ class InputConfig:
             raise ValueError(f"unknown views {self.views!r}; choose one of {VIEW_MODES}")
 
     @property
-    def base_size(self) -> int:
-        return self.image_size if self.views == "single" else base_size(self.image_size, self.crop_fraction)
+    def base_shape(self) -> tuple[int, int]:
+        """(height, width) every image is resized to before its views are cut."""
+        if self.views == "modalities":
+            return self.image_size, 3 * self.image_size
+        side = self.image_size if self.views == "single" else base_size(self.image_size, self.crop_fraction)
+        return side, side
 
     @property
     def num_views(self) -> int:
@@ -47,10 +51,19 @@ class InputConfig:
 
 
 def preprocess_encoded(data: tf.Tensor, config: InputConfig) -> tf.Tensor:
-    """Encoded image bytes -> float32 (base, base, 3) image, ready for augmentation and views."""
-    image = resize_image(decode_image(data), config.base_size, config.resize_mode)
-    image.set_shape([config.base_size, config.base_size, 3])
+    """Encoded image bytes -> float32 (*base_shape, 3) image, ready for augmentation and views."""
+    image = resize_image(decode_image(data), config.base_shape, config.resize_mode)
+    image.set_shape([*config.base_shape, 3])
     return image
+
+
+def modality_safe(augment: AugmentConfig | None, views: str) -> AugmentConfig | None:
+    """``augment`` without the transforms that would corrupt a modality tile: rotation and flip
+    would move pixels across panels and leave the normal vectors unrotated, and brightness or
+    contrast would change what a normal or depth value means. Noise stays."""
+    if augment is None or views != "modalities":
+        return augment
+    return dataclasses.replace(augment, max_rotation=0.0, flip=False, brightness=0.0, contrast=0.0)
 
 
 def source_dataset(spec: DatasetSpec, samples: Samples | None = None) -> tf.data.Dataset:
@@ -97,7 +110,7 @@ def build_pipeline(
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     samples = samples if samples is not None else spec.samples
     shuffle = training if shuffle is None else shuffle
-    augment = augment if training else None
+    augment = modality_safe(augment, config.views) if training else None
     buffer = max(1, min(shuffle_buffer, len(samples)))
 
     dataset = source_dataset(spec, samples)

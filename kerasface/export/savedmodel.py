@@ -47,7 +47,7 @@ def export_savedmodel(model: keras.Model, input_config: InputConfig, out_dir) ->
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir}: exists and is not empty")
-    size, base = input_config.image_size, input_config.base_size
+    size, base = input_config.image_size, input_config.base_shape
     multi = input_config.num_views > 1
 
     def run_model(views):
@@ -55,12 +55,12 @@ def export_savedmodel(model: keras.Model, input_config: InputConfig, out_dir) ->
 
     def from_images(images):
         resized = resize_image(images, base, input_config.resize_mode)
-        resized = tf.ensure_shape(resized, [None, base, base, 3])
+        resized = tf.ensure_shape(resized, [None, *base, 3])
         return run_model(make_views(resized, size, input_config.views))
 
     def from_bytes(data):
         images = tf.map_fn(lambda d: preprocess_encoded(d, input_config), data,
-                           fn_output_signature=tf.TensorSpec([base, base, 3], tf.float32))
+                           fn_output_signature=tf.TensorSpec([*base, 3], tf.float32))
         return run_model(make_views(images, size, input_config.views))
 
     view_spec = tf.TensorSpec([None, size, size, 3], tf.float32)
@@ -138,10 +138,10 @@ def verify_export(export_dir, model: keras.Model, input_config: InputConfig, ima
 
     encoded = [Path(p).read_bytes() for p in image_paths]
     decoded = [decode_image(tf.constant(e)) for e in encoded]
-    side = int(decoded[0].shape[0])
-    images = np.stack([tf.image.resize(d, (side, side)).numpy() for d in decoded])
+    shape = tuple(decoded[0].shape[:2])
+    images = np.stack([tf.image.resize(d, shape).numpy() for d in decoded])
     base = np.stack([preprocess_encoded(tf.constant(e), input_config).numpy() for e in encoded])
-    from_images = np.stack([resize_image(tf.constant(i), input_config.base_size, input_config.resize_mode).numpy()
+    from_images = np.stack([resize_image(tf.constant(i), input_config.base_shape, input_config.resize_mode).numpy()
                             for i in images])
 
     def views_of(batch):

@@ -54,8 +54,7 @@ def run_train_benchmark(bench: TrainBenchmark, seed: int = 0) -> dict:
     with runtime.scope():
         model = build_branch_model(bench.backbone, num_branches=bench.branches, num_outputs=bench.num_outputs,
                                    input_shape=shape)
-        model.compile(keras.optimizers.Adam(3e-4), keras.losses.BinaryCrossentropy(),
-                      jit_compile=runtime.jit_compile)
+        runtime.compile(model, keras.optimizers.Adam(3e-4), keras.losses.BinaryCrossentropy())
     rng = np.random.default_rng(seed)
     views = [rng.uniform(0, 255, (bench.batch_size, *shape)).astype(np.float32) for _ in range(bench.branches)]
     x = views if bench.branches > 1 else views[0]

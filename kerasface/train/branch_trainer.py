@@ -23,13 +23,20 @@ import keras
 import numpy as np
 
 from kerasface.data.augment import AugmentConfig
+from kerasface.data.crops import VIEW_NAMES
 from kerasface.data.balance import SEED_UNDERSAMPLING, load_undersampling_config, undersample, undersample_table
 from kerasface.data.pipeline import InputConfig, build_pipeline
 from kerasface.data.readers import read_dataset
 from kerasface.data.spec import DatasetSpec, Samples
 from kerasface.data.splits import split_samples
 from kerasface.models import build_branch_model, init_branches_from, seed_preset
-from kerasface.train.callbacks import read_run_state, save_model_atomic, standard_callbacks, write_json_atomic
+from kerasface.train.callbacks import (
+    link_or_copy_atomic,
+    read_run_state,
+    save_model_atomic,
+    standard_callbacks,
+    write_json_atomic,
+)
 from kerasface.train.config import TrainConfig
 from kerasface.train.runtime import Runtime, resolve_runtime
 from kerasface.train.tasks import Task, task_for
@@ -118,10 +125,9 @@ def build_model(config: TrainConfig, task: Task, input_config: InputConfig) -> k
         kwargs = dict(backbone=config.backbone, num_branches=config.num_branches, head=config.head,
                       num_outputs=task.num_outputs, input_shape=shape, backbone_kwargs=config.backbone_kwargs,
                       output_activation=task.output_activation, vote=config.vote)
-    names = {"crops-horizontal": ["left", "center", "right"], "crops-vertical": ["top", "center", "bottom"]}
     model = build_branch_model(
         **kwargs, shared_weights=config.shared_weights, frozen_branches=config.freeze_branches,
-        input_names=names.get(config.views),
+        input_names=VIEW_NAMES[config.views] if config.num_branches > 1 else None,
     )
     if config.init_branches:
         source = Path(config.init_branches)
@@ -185,11 +191,29 @@ def _history_from_csv(path: Path) -> dict[str, list[float]]:
 
 
 def predict_split(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    ys, scores = [], []
+    """Targets and scores of every batch; a short last batch is padded to the first batch's size
+    so that the predict function is traced once."""
+    ys, scores, full = [], [], None
     for x, y in dataset:
-        scores.append(np.asarray(model.predict_on_batch(x), np.float32))
+        views = list(x) if isinstance(x, tuple) else [x]
+        n = int(views[0].shape[0])
+        full = full or n
+        if n < full:
+            views = [np.concatenate([v, np.zeros((full - n, *v.shape[1:]), v.dtype)]) for v in views]
+        score = model.predict_on_batch(views if len(views) > 1 else views[0])
+        scores.append(np.asarray(score, np.float32)[:n])
         ys.append(np.asarray(y))
     return np.concatenate(ys), np.concatenate(scores)
+
+
+def score_predictions(task: Task, y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
+    """The run's loss and metrics over whole-split predictions (one predict pass instead of an
+    evaluate pass, which would trace another function of the model)."""
+    results = {"loss": float(task.loss()(y_true, y_score))}
+    for metric in task.metrics():
+        metric.update_state(y_true, y_score)
+        results[metric.name] = float(metric.result())
+    return results
 
 
 def new_run_dir(config: TrainConfig) -> Path:
@@ -259,8 +283,7 @@ def train_branches(config: TrainConfig | None = None, resume=None, log=print, ca
         else:
             state = {"epoch": 0}
             model = build_model(config, task, data.input_config)
-            model.compile(optimizer=make_optimizer(config, steps), loss=task.loss(),
-                          metrics=task.metrics(), jit_compile=runtime.jit_compile)
+            runtime.compile(model, make_optimizer(config, steps), task.loss(), task.metrics())
     counts = parameter_counts(model)
     log(f"{model.name}: {counts['trainable_params']:,} trainable, {counts['non_trainable_params']:,} non-trainable")
 
@@ -271,22 +294,26 @@ def train_branches(config: TrainConfig | None = None, resume=None, log=print, ca
                                    tensorboard=config.tensorboard, resume=state["epoch"] > 0) + list(callbacks)
     fit_start = time.perf_counter()
     try:
-        model.fit(pipelines["train"], validation_data=pipelines.get("validation"), epochs=config.epochs,
-                  initial_epoch=state["epoch"], callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+        fitted = model.fit(pipelines["train"], validation_data=pipelines.get("validation"), epochs=config.epochs,
+                           initial_epoch=state["epoch"], callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     except KeyboardInterrupt:
         log(f"interrupted; continue with: python pipelines/train_branches.py --resume {run_dir}")
         raise
     fit_time = time.perf_counter() - fit_start
-    save_model_atomic(model, run_dir / "model.keras")
+    last_epoch = fitted.epoch[-1] + 1 if fitted.epoch else state["epoch"]
+    if read_run_state(run_dir / "checkpoints", {}).get("epoch") == last_epoch:
+        link_or_copy_atomic(checkpoint, run_dir / "model.keras")  # the same weights, already on disk
+    else:
+        save_model_atomic(model, run_dir / "model.keras")
 
     history = _history_from_csv(run_dir / "history.csv")
-    results = {"train": {k: v[-1] for k, v in history.items() if not k.startswith("val_") and v}}
+    results = {"train": {k: v[-1] for k, v in history.items() if not k.startswith("val_")}}
+    if "validation" in pipelines:
+        results["validation"] = {k[4:]: v[-1] for k, v in history.items() if k.startswith("val_")}
+    y_true, y_score = predict_split(model, pipelines["test"])
+    results["test"] = score_predictions(task, y_true, y_score)
     roc = None
-    for name in ("validation", "test"):
-        if name in pipelines:
-            results[name] = {k: float(v) for k, v in model.evaluate(pipelines[name], verbose=0, return_dict=True).items()}
     if task.name == "attributes":
-        y_true, y_score = predict_split(model, pipelines["test"])
         roc = {label: (y_true[:, j], y_score[:, j]) for j, label in enumerate(task.output_names)}
     card = {
         "run_id": run_dir.name,

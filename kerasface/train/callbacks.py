@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import keras
@@ -32,6 +33,17 @@ def save_model_atomic(model: keras.Model, path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     model.save(tmp)
     os.replace(tmp, path)
+
+
+def link_or_copy_atomic(source: Path, target: Path) -> None:
+    """``target`` becomes a hard link to (or, where links fail, a copy of) ``source``."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -62,16 +74,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         value = logs.get(self.monitor)
         value = None if value is None else float(value)
         if self._improved(value):
-            save_model_atomic(self.model, self.directory / "best.keras")
+            link_or_copy_atomic(self.directory / "last.keras", self.directory / "best.keras")
             self.state.update(best=value, best_epoch=epoch + 1)
         self.state.update(epoch=epoch + 1, monitor=self.monitor, mode=self.mode)
         write_json_atomic(self.directory / STATE_FILE, self.state)
 
 
-def read_run_state(directory) -> dict | None:
+def read_run_state(directory, default=None) -> dict | None:
     path = Path(directory) / STATE_FILE
     if not path.is_file():
-        return None
+        return default
     try:
         return json.loads(path.read_text())
     except ValueError as error:

@@ -8,9 +8,9 @@ import dataclasses
 import json
 from pathlib import Path
 
+from kerasface.data.crops import VIEW_MODES
 from kerasface.train.runtime import JIT_CHOICES, PRECISIONS, STRATEGIES
 
-VIEWS = ("crops-horizontal", "crops-vertical", "single")
 SPLITS = ("sample", "identity")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step")
@@ -32,7 +32,7 @@ class TrainConfig:
     skip_bad: bool = False
     verify: str = "full"
     undersample: str | None = None
-    epochs: int = 3
+    epochs: int = 6
     batch_size: int = 32
     optimizer: str = "adam"
     learning_rate: float = 3e-4
@@ -62,7 +62,7 @@ class TrainConfig:
 
     def __post_init__(self):
         checks = [
-            ("views", VIEWS), ("split", SPLITS), ("optimizer", OPTIMIZERS),
+            ("views", VIEW_MODES), ("split", SPLITS), ("optimizer", OPTIMIZERS),
             ("lr_schedule", LR_SCHEDULES), ("jit_compile", JIT_CHOICES),
             ("mixed_precision", PRECISIONS), ("strategy", STRATEGIES),
         ]
@@ -123,7 +123,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     a("--backbone", help=f"branch backbone by name (default {d.backbone}); see --list-backbones")
     a("--preset", choices=["seed"], help="the research notes' exact layout (include_top "
       "backbones, concat -> Dense 256 ReLU -> Dense N sigmoid); default: pooled features")
-    a("--views", choices=VIEWS, help=f"model inputs: three crops or one image (default {d.views})")
+    a("--views", choices=VIEW_MODES,
+      help="model inputs: three crops (left/center/right or top/center/bottom), three modality panels "
+           f"of a photometric-stereo tile (see photometric_stereo.py), or one image (default {d.views})")
     a("--head", help=f"how branches are joined: concat, vote, embedding (default {d.head})")
     a("--vote", choices=["mean", "sum", "learned"], help="vote head combination (default mean)")
     a("--shared-weights", action="store_true", default=None, help="one backbone for every branch")
