@@ -9,16 +9,18 @@ import pytest
 from kerasface.data.demo import DemoConfig, generate_demo_dataset
 from kerasface.export.run_export import export_run
 from kerasface.report import load_run_report
-from kerasface.train.branch_trainer import train_branches
+from kerasface.data.readers import read_dataset
+from kerasface.train.branch_trainer import build_model, predict_split, train_branches
 from kerasface.train.callbacks import read_run_state
 from kerasface.train.config import TrainConfig, add_config_arguments, config_from_args
+from kerasface.train.tasks import task_for
 
 TINY_VIT = dict(patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, dim_head=8, dropout=0.0, emb_dropout=0.0)
 
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
-    config = DemoConfig(identities=8, images_per_identity=6, image_size=48, photometric=False, seed=3)
+    config = DemoConfig(identities=8, images_per_identity=6, image_size=48, photometric=False, seed=0)
     return generate_demo_dataset(tmp_path_factory.mktemp("demo") / "demo", config, progress=False)
 
 
@@ -110,14 +112,9 @@ def test_frozen_branch_is_unchanged_by_training(demo_dir, tmp_path):
     fresh = keras.models.load_model(run_dir / "model.keras")
     assert not model.get_layer("branch_1").trainable and model.get_layer("branch_0").trainable
     # the frozen branch equals the initial weights the run was built with (same seed)
-    from kerasface.train.branch_trainer import build_model
-    from kerasface.train.tasks import task_for
-    from kerasface.data.readers import read_dataset
-    from kerasface.data.pipeline import InputConfig
-
     keras.utils.set_random_seed(config.seed)
     task = task_for(read_dataset(demo_dir, verify="none")[1])
-    initial = build_model(config, task, InputConfig(32, config.views, config.crop_fraction))
+    initial = build_model(config, task, config.input_config())
     for before, after in zip(initial.get_layer("branch_1").weights, fresh.get_layer("branch_1").weights):
         np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
     changed = [not np.array_equal(np.asarray(b), np.asarray(a)) for b, a in
@@ -172,3 +169,30 @@ def test_best_checkpoint_keeps_its_content_when_last_is_replaced(tmp_path):
     tmp.replace(last)
     assert best.read_bytes() == b"epoch 1" and last.read_bytes() == b"epoch 2"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_modalities_view_trains_and_exports_from_photometric_tiles(tmp_path):
+    from kerasface.data.photometric import build_modality_dataset
+
+    config = DemoConfig(identities=4, images_per_identity=3, image_size=32, seed=4)
+    demo = generate_demo_dataset(tmp_path / "demo", config, progress=False)
+    build_modality_dataset(demo, tmp_path / "tiles", progress=False)
+    run_dir = train_branches(tiny_config(tmp_path / "tiles", tmp_path / "runs", views="modalities", epochs=1,
+                                         validation_fraction=0.0, image_size=16,
+                                         backbone_kwargs={**TINY_VIT, "patch_size": 4}), log=lambda *_: None)
+    model = keras.models.load_model(run_dir / "model.keras")
+    assert [i.name for i in model.inputs] == ["albedo", "normal", "depth"]
+    if keras.backend.backend() == "tensorflow":
+        differences = export_run(run_dir, tmp_path / "export", check_images=3)
+        assert max(differences.values()) < 1e-4
+
+
+def test_predict_split_pads_the_short_last_batch_and_keeps_every_score():
+    import tensorflow as tf
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="sigmoid")])
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    y = np.arange(10)
+    y_true, y_score = predict_split(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4))
+    np.testing.assert_array_equal(y_true, y)
+    np.testing.assert_allclose(y_score, np.asarray(model(x)), atol=1e-6)

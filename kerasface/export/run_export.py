@@ -6,7 +6,6 @@ from pathlib import Path
 
 import keras
 
-from kerasface.data.pipeline import InputConfig
 from kerasface.data.readers import read_dataset
 from kerasface.export.savedmodel import export_savedmodel, verify_export
 from kerasface.train.branch_trainer import dataset_path, load_run_config
@@ -21,7 +20,7 @@ def export_run(run_dir, out_dir, model_file: str = "model.keras", check_images: 
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no model; did the run finish? (try --model checkpoints/last.keras)")
     model = keras.models.load_model(model_path, safe_mode=True)
-    input_config = InputConfig(config.image_size, config.views, config.crop_fraction, config.resize_mode)
+    input_config = config.input_config()
     export_savedmodel(model, input_config, out_dir)
     _, spec = read_dataset(dataset_path(config), verify="none")
     paths = [str(p) for p in spec.samples.paths[:check_images]]

@@ -80,8 +80,7 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
         before = splits["train"]
         splits["train"] = undersample(spec, before, **settings)
         notes.append("undersampled the training split:\n" + undersample_table(before, splits["train"], spec))
-    input_config = InputConfig(config.image_size, config.views, config.crop_fraction, config.resize_mode)
-    return RunData(spec, splits, input_config, notes)
+    return RunData(spec, splits, config.input_config(), notes)
 
 
 def make_pipelines(config: TrainConfig, data: RunData, task: Task, runtime: Runtime) -> dict:
@@ -195,7 +194,7 @@ def predict_split(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
     so that the predict function is traced once."""
     ys, scores, full = [], [], None
     for x, y in dataset:
-        views = list(x) if isinstance(x, tuple) else [x]
+        views = [np.asarray(v) for v in (x if isinstance(x, tuple) else (x,))]
         n = int(views[0].shape[0])
         full = full or n
         if n < full:
@@ -238,7 +237,7 @@ def dry_run(config: TrainConfig) -> dict:
     task = Task("attributes", "labels", spec_outputs, "sigmoid", [], lambda: None, lambda: [])
     if config.data:
         task = task_for(read_dataset(config.data, verify="none")[1])
-    input_config = InputConfig(config.image_size, config.views, config.crop_fraction)
+    input_config = config.input_config()
     runtime = resolve_runtime(config.strategy, config.mixed_precision, config.jit_compile)
     with runtime.scope():
         model = build_model(config, task, input_config)
@@ -295,7 +294,8 @@ def train_branches(config: TrainConfig | None = None, resume=None, log=print, ca
     fit_start = time.perf_counter()
     try:
         fitted = model.fit(pipelines["train"], validation_data=pipelines.get("validation"), epochs=config.epochs,
-                           initial_epoch=state["epoch"], callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+                           initial_epoch=state["epoch"], callbacks=callbacks, shuffle=False,  # the pipeline shuffles
+                           verbose=1 if sys.stdout.isatty() else 2)
     except KeyboardInterrupt:
         log(f"interrupted; continue with: python pipelines/train_branches.py --resume {run_dir}")
         raise

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from kerasface.data.crops import VIEW_MODES
+from kerasface.data.pipeline import InputConfig
 from kerasface.train.runtime import JIT_CHOICES, PRECISIONS, STRATEGIES
 
 SPLITS = ("sample", "identity")
@@ -78,6 +79,9 @@ class TrainConfig:
             raise ValueError(
                 f"validation_fraction must lie in [0, {1 - self.test_fraction}), got {self.validation_fraction}"
             )
+
+    def input_config(self) -> InputConfig:
+        return InputConfig(self.image_size, self.views, self.crop_fraction, self.resize_mode)
 
     @property
     def num_branches(self) -> int:
