@@ -1,6 +1,8 @@
 """Multi-branch models on a tiny ViT backbone: every head trains, vote arithmetic by hand,
 weight sharing, freezing, weight transfer and .keras round trips. Budget: ~40 s on 2 cores."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -233,3 +235,18 @@ def test_mixed_precision_keeps_float32_outputs():
     finally:
         keras.mixed_precision.set_global_policy(previous)
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+@pytest.mark.backend
+def test_frozen_branch_stays_frozen_with_its_optimizer_state_after_loading(tmp_path):
+    model = tiny_model(frozen_branches=[1])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    path = tmp_path / "frozen.keras"
+    model.save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = keras.models.load_model(path, safe_mode=True)
+    assert len(loaded.trainable_variables) == len(model.trainable_variables)
+    assert not any(v.trainable for v in loaded.get_layer("branch_1").weights)
+    assert len(loaded.optimizer.variables) == len(model.optimizer.variables)

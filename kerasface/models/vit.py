@@ -116,11 +116,13 @@ class MultiHeadSelfAttention(layers.Layer):
     def build(self, input_shape):
         dim = input_shape[-1]
         inner_dim = self.heads * self.dim_head
-        self.to_qkv = layers.Dense(3 * inner_dim, use_bias=False, name="to_qkv")
+        # sub-layers made here (their width needs dim) take the frozen state the layer has now,
+        # as when a frozen model is loaded
+        self.to_qkv = layers.Dense(3 * inner_dim, use_bias=False, name="to_qkv", trainable=self.trainable)
         self.to_qkv.build(input_shape)
         self.project_out = not (self.heads == 1 and self.dim_head == dim)
         if self.project_out:
-            self.to_out = layers.Dense(dim, name="to_out")
+            self.to_out = layers.Dense(dim, name="to_out", trainable=self.trainable)
             self.to_out.build((*input_shape[:-1], inner_dim))
 
     def _split_heads(self, x, length):
