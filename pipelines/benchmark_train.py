@@ -16,11 +16,15 @@ import json
 import subprocess
 import sys
 
+from kerasface.train.config import json_object
+
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", nargs="+", default=["densenet121"], help="one or more backbone names")
     parser.add_argument("--branches", type=int, default=3)
+    parser.add_argument("--backbone-kwargs", type=json_object, default={}, metavar="JSON",
+                        help='backbone options as a JSON object, e.g. \'{"patch_size": 16}\' for vit at 48 px')
     parser.add_argument("--image-size", type=int, nargs="+", default=[48])
     parser.add_argument("--batch-size", type=int, nargs="+", default=[32])
     parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
@@ -37,12 +41,14 @@ def main(argv=None) -> int:
         from kerasface.train.benchmark import TrainBenchmark, run_train_benchmark
 
         (backbone, size, batch, jit, precision), = combos
-        bench = TrainBenchmark(backbone, args.branches, size, batch, args.steps, args.warmup_steps, jit, precision)
+        bench = TrainBenchmark(backbone, args.branches, size, batch, args.steps, args.warmup_steps, jit, precision,
+                               backbone_kwargs=args.backbone_kwargs)
         print(json.dumps(run_train_benchmark(bench)), flush=True)
         return 0
     failed = 0
     for backbone, size, batch, jit, precision in combos:
         command = [sys.executable, __file__, "--in-process", "--backbone", backbone, "--branches", str(args.branches),
+                   "--backbone-kwargs", json.dumps(args.backbone_kwargs),
                    "--image-size", str(size), "--batch-size", str(batch), "--steps", str(args.steps),
                    "--warmup-steps", str(args.warmup_steps), "--jit-compile", jit, "--mixed-precision", precision]
         result = subprocess.run(command, capture_output=True, text=True)

@@ -1,7 +1,5 @@
 import csv
-import shutil
 
-import cv2
 import numpy as np
 import pytest
 

@@ -145,6 +145,9 @@ def test_config_file_and_flags(tmp_path):
         config_from_args(parser.parse_args(["--config", str(path)]))
     with pytest.raises(ValueError, match="views"):
         TrainConfig(views="diagonal")
+    with pytest.raises(ValueError, match="metric-learning"):
+        train_branches(TrainConfig(head="embedding", out=str(tmp_path / "runs")))
+    assert not (tmp_path / "runs").exists()
 
 
 def test_dry_run_prints_seed_parameter_counts(monkeypatch, capsys):

@@ -8,7 +8,6 @@ just enough that the ratio falls to a target.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
 import zlib
@@ -18,6 +17,7 @@ import numpy as np
 from tabulate import tabulate
 
 from kerasface.data.spec import DatasetSpec, Samples, column_values
+from kerasface.settings_file import read_settings_file
 
 SEED_UNDERSAMPLING = {
     "gender": 3,
@@ -224,23 +224,8 @@ def load_undersampling_config(path) -> dict:
     either. The result can be passed on as ``undersample(spec, **config)``.
     """
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ValueError(f"cannot read undersampling config {path}: {err}") from err
-    try:
-        if path.suffix.lower() == ".json":
-            raw = json.loads(text)
-        else:
-            import yaml
-
-            raw = yaml.safe_load(text)
-    except Exception as err:
-        raise ValueError(f"undersampling config {path} is not valid {path.suffix or 'YAML'}: {err}") from err
-
+    raw = read_settings_file(path, "undersampling config")
     expected = 'expected {"factors": {column: factor}} or {"target_ratio": number or {column: number}}'
-    if not isinstance(raw, dict):
-        raise ValueError(f"undersampling config {path}: {expected}, got {type(raw).__name__}")
     unknown = set(raw) - {"factors", "target_ratio", "seed"}
     if unknown:
         raise ValueError(f"undersampling config {path}: unknown key(s) {sorted(unknown)}; {expected}")

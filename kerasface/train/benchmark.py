@@ -24,6 +24,7 @@ class TrainBenchmark:
     jit_compile: str = "auto"
     mixed_precision: str = "auto"
     num_outputs: int = 10
+    backbone_kwargs: dict = dataclasses.field(default_factory=dict)
 
 
 def peak_memory() -> dict:
@@ -53,7 +54,7 @@ def run_train_benchmark(bench: TrainBenchmark, seed: int = 0) -> dict:
     shape = (bench.image_size, bench.image_size, 3)
     with runtime.scope():
         model = build_branch_model(bench.backbone, num_branches=bench.branches, num_outputs=bench.num_outputs,
-                                   input_shape=shape)
+                                   input_shape=shape, backbone_kwargs=bench.backbone_kwargs)
         runtime.compile(model, keras.optimizers.Adam(3e-4), keras.losses.BinaryCrossentropy())
     rng = np.random.default_rng(seed)
     views = [rng.uniform(0, 255, (bench.batch_size, *shape)).astype(np.float32) for _ in range(bench.branches)]

@@ -255,6 +255,11 @@ def train_branches(config: TrainConfig | None = None, resume=None, log=print, ca
         state = read_run_state(run_dir / "checkpoints") or {"epoch": 0}
     else:
         config = config or TrainConfig()
+        if config.head == "embedding":
+            raise ValueError(
+                "head 'embedding' gives L2-normalised embeddings, which train with a metric-learning "
+                "loss (triplet, ArcFace, ...), not with the attribute or identity-classification task "
+                "of this trainer; build it with --dry-run, or train with --head concat or vote")
         run_dir = new_run_dir(config)
         state = {"epoch": 0}
     write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from pathlib import Path
 
 from kerasface.data.crops import VIEW_MODES
 from kerasface.data.pipeline import InputConfig
+from kerasface.settings_file import read_settings_file
 from kerasface.train.runtime import JIT_CHOICES, PRECISIONS, STRATEGIES
 
 SPLITS = ("sample", "identity")
@@ -101,22 +101,19 @@ class TrainConfig:
 
 def load_config_file(path) -> dict:
     """Settings from a YAML or JSON file (keys as the long flags, with underscores)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
-    text = path.read_text()
-    try:
-        if path.suffix.lower() == ".json":
-            values = json.loads(text)
-        else:
-            import yaml
-
-            values = yaml.safe_load(text)
-    except Exception as error:
-        raise ValueError(f"{path}: cannot parse ({error})") from error
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
+    values = read_settings_file(path, "config file")
     return {k.replace("-", "_"): v for k, v in values.items()}
+
+
+def json_object(text: str) -> dict:
+    """argparse type: a JSON object (``{...}``)."""
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({error})") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
+    return value
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +122,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--config", help="YAML or JSON file of settings (keys as these flags); flags override it")
     a("--backbone", help=f"branch backbone by name (default {d.backbone}); see --list-backbones")
+    a("--backbone-kwargs", type=json_object, metavar="JSON",
+      help='extra backbone options as a JSON object, e.g. \'{"patch_size": 16, "dim": 256}\' for vit')
     a("--preset", choices=["seed"], help="the research notes' exact layout (include_top "
       "backbones, concat -> Dense 256 ReLU -> Dense N sigmoid); default: pooled features")
     a("--views", choices=VIEW_MODES,
