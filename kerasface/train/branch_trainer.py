@@ -83,7 +83,9 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
     return RunData(spec, splits, config.input_config(), notes)
 
 
-def make_pipelines(config: TrainConfig, data: RunData, task: Task, runtime: Runtime) -> dict:
+def make_pipelines(config: TrainConfig, data: RunData, task: Task, runtime: Runtime, first_epoch: int = 0) -> dict:
+    """Batched pipelines per split; a resumed run (``first_epoch`` > 0) shuffles and augments
+    under a seed of its own, not the first epochs' again."""
     batch = runtime.global_batch_size(config.batch_size)
     augment = AugmentConfig(max_rotation=config.max_rotation, noise_sigma=config.noise_sigma) if config.augment else None
     pipelines = {}
@@ -91,7 +93,7 @@ def make_pipelines(config: TrainConfig, data: RunData, task: Task, runtime: Runt
         training = name == "train"
         dataset = build_pipeline(
             data.spec, samples, input_config=data.input_config, target=task.target, batch_size=batch,
-            training=training, augment=augment, cache=config.cache, seed=config.seed,
+            training=training, augment=augment, cache=config.cache, seed=config.seed + first_epoch,
         )
         if training and config.max_steps_per_epoch:
             dataset = dataset.take(config.max_steps_per_epoch)
@@ -274,7 +276,7 @@ def train_branches(config: TrainConfig | None = None, resume=None, log=print, ca
     log(f"{data.spec.source}: {len(data.spec.samples)} images, task {task.name} "
         f"({task.num_outputs} outputs); split " + ", ".join(f"{k} {len(v)}" for k, v in data.splits.items()))
     log("runtime: " + json.dumps(runtime.describe()))
-    pipelines = make_pipelines(config, data, task, runtime)
+    pipelines = make_pipelines(config, data, task, runtime, first_epoch=state["epoch"])
     steps = math.ceil(len(data.splits["train"]) / runtime.global_batch_size(config.batch_size))
     if config.max_steps_per_epoch:
         steps = min(steps, config.max_steps_per_epoch)

@@ -1,0 +1,34 @@
+import keras
+import numpy as np
+import pytest
+
+from kerasface.models import build_branch_model
+from kerasface.train.runtime import resolve_runtime
+
+
+@pytest.mark.backend
+def test_auto_runtime_on_cpu_is_float32_without_xla():
+    runtime = resolve_runtime()
+    assert (runtime.accelerator, runtime.precision, runtime.jit_compile, runtime.num_replicas) == (
+        "cpu", "float32", False, 1)
+    assert runtime.global_batch_size(32) == 32
+    assert resolve_runtime(jit_compile="on").jit_compile is True
+
+
+@pytest.mark.backend
+def test_mixed_precision_policy_stays_inside_the_scope_and_outputs_stay_float32():
+    before = keras.config.dtype_policy().name
+    runtime = resolve_runtime(mixed_precision="bfloat16")
+    with runtime.scope():
+        assert keras.config.dtype_policy().name == "mixed_bfloat16"
+        model = build_branch_model("vit", 2, input_shape=(16, 16, 3), num_outputs=3, backbone_kwargs=dict(
+            patch_size=8, dim=8, depth=1, heads=1, dim_head=8, mlp_dim=8))
+    assert keras.config.dtype_policy().name == before
+    assert model.get_layer("head_hidden").compute_dtype == "bfloat16"
+    out = model([np.zeros((2, 16, 16, 3), np.float32)] * 2)
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+def test_unknown_choices_are_refused_by_name():
+    with pytest.raises(ValueError, match="mixed_precision"):
+        resolve_runtime(mixed_precision="fp8")
