@@ -199,3 +199,16 @@ def test_predict_split_pads_the_short_last_batch_and_keeps_every_score():
     y_true, y_score = predict_split(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4))
     np.testing.assert_array_equal(y_true, y)
     np.testing.assert_allclose(y_score, np.asarray(model(x)), atol=1e-6)
+
+
+def test_seed_undersampling_of_the_training_split_is_reported(demo_dir, tmp_path):
+    from kerasface.train.branch_trainer import load_run_data
+
+    plain = load_run_data(tiny_config(demo_dir, tmp_path), progress=False)
+    data = load_run_data(tiny_config(demo_dir, tmp_path, undersample="seed"), progress=False)
+    assert len(data.splits["train"]) < len(plain.splits["train"])
+    assert len(data.splits["test"]) == len(plain.splits["test"])
+    table = next(note for note in data.notes if note.startswith("undersampled"))
+    assert f"{len(plain.splits['train'])} -> {len(data.splits['train'])} samples" in table
+    warned = any(note.startswith("warning: undersampling kept") for note in data.notes)
+    assert warned == (len(data.splits["train"]) < len(plain.splits["train"]) / 4)

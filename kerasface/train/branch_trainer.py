@@ -80,6 +80,12 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
         before = splits["train"]
         splits["train"] = undersample(spec, before, **settings)
         notes.append("undersampled the training split:\n" + undersample_table(before, splits["train"], spec))
+        if len(splits["train"]) == 0:
+            raise ValueError(f"--undersample {config.undersample} left no training samples")
+        if len(splits["train"]) < len(before) / 4:
+            notes.append(f"warning: undersampling kept {len(splits['train'])} of {len(before)} training samples; "
+                         "factors compound, each column acting on what the columns before it kept; "
+                         "give factors for fewer columns, or a target_ratio")
     return RunData(spec, splits, config.input_config(), notes)
 
 
