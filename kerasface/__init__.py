@@ -2,7 +2,7 @@
 
 import os
 
-# TensorFlow's C++ start-up notices (oneDNN, CPU features) unless the user asks for them
+# TensorFlow's C++ info and warning logs, unless the user sets the level
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
