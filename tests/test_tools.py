@@ -1,0 +1,37 @@
+"""The data report, the input benchmark and the train benchmark on small real inputs."""
+
+import numpy as np
+
+from kerasface.data.benchmark import benchmark_input
+from kerasface.data.pipeline import InputConfig
+from kerasface.data.readers import read_image_folder
+from kerasface.data.stats import dataset_report
+from kerasface.train.benchmark import TrainBenchmark, run_train_benchmark
+
+
+def test_dataset_report_counts_identities_and_names_the_broken_file(image_folder, snapshot):
+    bad = image_folder / "person_1" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    before = snapshot(image_folder)
+    text, skipped = dataset_report(image_folder)
+    assert [s.path for s in skipped] == [str(bad)]
+    assert "12 samples, 3 identities" in text and "broken.png" in text
+    assert snapshot(image_folder) == before
+
+
+def test_input_benchmark_reports_every_stage(image_folder):
+    _, spec = read_image_folder(image_folder)
+    rows = benchmark_input(spec, InputConfig(16, "crops-vertical"), batch_size=4, seconds=0.2)
+    assert [r["stage"] for r in rows] == ["decode", "decode+resize+crops", "full training pipeline"]
+    for row in rows:
+        assert row["batches"] > 0
+        np.testing.assert_allclose(row["images_per_s"], row["batches_per_s"] * 4)
+
+
+def test_train_benchmark_times_the_step_and_counts_parameters():
+    bench = TrainBenchmark("vit", branches=2, image_size=16, batch_size=4, steps=2, warmup_steps=1,
+                           backbone_kwargs=dict(patch_size=8, dim=8, depth=1, heads=1, dim_head=8, mlp_dim=8))
+    row = run_train_benchmark(bench)
+    assert row["step_ms_median"] > 0 and row["peak_host_mib"] > 0
+    assert np.isclose(row["samples_per_s"], 4 / (row["step_ms_median"] / 1000), rtol=0.01)
+    assert row["jit_compile"] is False and row["mixed_precision"] == "float32"
