@@ -114,7 +114,7 @@ def test_frozen_branch_is_unchanged_by_training(demo_dir, tmp_path):
     # the frozen branch equals the initial weights the run was built with (same seed)
     keras.utils.set_random_seed(config.seed)
     task = task_for(read_dataset(demo_dir, verify="none")[1])
-    initial = build_model(config, task, config.input_config())
+    initial = build_model(config, task)
     for before, after in zip(initial.get_layer("branch_1").weights, fresh.get_layer("branch_1").weights):
         np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
     changed = [not np.array_equal(np.asarray(b), np.asarray(a)) for b, a in

@@ -25,7 +25,7 @@ import numpy as np
 from kerasface.data.augment import AugmentConfig
 from kerasface.data.crops import VIEW_NAMES
 from kerasface.data.balance import SEED_UNDERSAMPLING, load_undersampling_config, undersample, undersample_table
-from kerasface.data.pipeline import InputConfig, build_pipeline
+from kerasface.data.pipeline import build_pipeline
 from kerasface.data.readers import read_dataset
 from kerasface.data.spec import DatasetSpec, Samples
 from kerasface.data.splits import split_samples
@@ -48,7 +48,6 @@ CONFIG_FILE = "config.json"
 class RunData:
     spec: DatasetSpec
     splits: dict[str, Samples]
-    input_config: InputConfig
     notes: list[str]
 
 
@@ -86,7 +85,7 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
             notes.append(f"warning: undersampling kept {len(splits['train'])} of {len(before)} training samples; "
                          "factors compound, each column acting on what the columns before it kept; "
                          "give factors for fewer columns, or a target_ratio")
-    return RunData(spec, splits, config.input_config(), notes)
+    return RunData(spec, splits, notes)
 
 
 def make_pipelines(config: TrainConfig, data: RunData, task: Task, runtime: Runtime, first_epoch: int = 0) -> dict:
@@ -98,7 +97,7 @@ def make_pipelines(config: TrainConfig, data: RunData, task: Task, runtime: Runt
     for name, samples in data.splits.items():
         training = name == "train"
         dataset = build_pipeline(
-            data.spec, samples, input_config=data.input_config, target=task.target, batch_size=batch,
+            data.spec, samples, input_config=config.input_config(), target=task.target, batch_size=batch,
             training=training, augment=augment, cache=config.cache, seed=config.seed + first_epoch,
         )
         if training and config.max_steps_per_epoch:
@@ -122,8 +121,8 @@ def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizer
     return keras.optimizers.SGD(lr, momentum=0.9, weight_decay=config.weight_decay or None)
 
 
-def build_model(config: TrainConfig, task: Task, input_config: InputConfig) -> keras.Model:
-    shape = (input_config.image_size, input_config.image_size, 3)
+def build_model(config: TrainConfig, task: Task) -> keras.Model:
+    shape = (config.image_size, config.image_size, 3)
     if config.preset == "seed":
         kwargs = seed_preset(config.backbone, shape)
         kwargs.update(num_outputs=task.num_outputs, output_activation=task.output_activation,
@@ -245,10 +244,9 @@ def dry_run(config: TrainConfig) -> dict:
     task = Task("attributes", "labels", spec_outputs, "sigmoid", [], lambda: None, lambda: [])
     if config.data:
         task = task_for(read_dataset(config.data, verify="none")[1])
-    input_config = config.input_config()
     runtime = resolve_runtime(config.strategy, config.mixed_precision, config.jit_compile)
     with runtime.scope():
-        model = build_model(config, task, input_config)
+        model = build_model(config, task)
     model.summary()
     return {"model": model.name, "layout": layout_text(config, task), **parameter_counts(model)}
 
@@ -294,7 +292,7 @@ def train_branches(config: TrainConfig | None = None, resume=None, log=print, ca
             log(f"resuming {run_dir} after epoch {state['epoch']}")
         else:
             state = {"epoch": 0}
-            model = build_model(config, task, data.input_config)
+            model = build_model(config, task)
             runtime.compile(model, make_optimizer(config, steps), task.loss(), task.metrics())
     counts = parameter_counts(model)
     log(f"{model.name}: {counts['trainable_params']:,} trainable, {counts['non_trainable_params']:,} non-trainable")
