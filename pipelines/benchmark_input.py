@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     if args.data:
         _, spec = read_dataset(args.data, verify="header")
     else:
-        from kerasface.data.demo import ensure_demo_dataset
+        from kerasface.datasets.demo import ensure_demo_dataset
 
         _, spec = read_dataset(ensure_demo_dataset(), verify="header")
     config = InputConfig(args.image_size, args.views, args.crop_fraction)

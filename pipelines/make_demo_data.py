@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from kerasface.data.demo import DemoConfig, generate_demo_dataset
+from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from kerasface.data.photometric import build_modality_dataset
+from kerasface.modalities.photometric import build_modality_dataset
 
 DESCRIPTION = """\
 Recover albedo, surface normals and depth from photometric-stereo images (Lambertian least

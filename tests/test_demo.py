@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from kerasface.data import demo
-from kerasface.data.demo import (
+from kerasface.datasets import demo
+from kerasface.datasets.demo import (
     DEMO_LABEL_COLUMNS,
     DemoConfig,
     ensure_demo_dataset,

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kerasface.data.demo import (
+from kerasface.datasets.demo import (
     DemoConfig,
     generate_demo_dataset,
     photometric_lights,
@@ -20,7 +20,7 @@ from kerasface.data.demo import (
     sample_identity,
     sample_image,
 )
-from kerasface.data.photometric import (
+from kerasface.modalities.photometric import (
     MODALITIES,
     build_modality_dataset,
     integrate_normals,

@@ -3,7 +3,8 @@ import csv
 import numpy as np
 import pytest
 
-from kerasface.data.readers import BadInputError, read_csv, read_dataset, read_image_folder
+from kerasface.errors import BadInputError
+from kerasface.data.readers import read_csv, read_dataset, read_image_folder
 
 
 def test_image_folder_reads_identities(image_folder, snapshot):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from kerasface.data.demo import DemoConfig, generate_demo_dataset
+from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
 from kerasface.export.run_export import export_run
 from kerasface.report import load_run_report
 from kerasface.data.readers import read_dataset
@@ -175,7 +175,7 @@ def test_best_checkpoint_keeps_its_content_when_last_is_replaced(tmp_path):
 
 
 def test_modalities_view_trains_and_exports_from_photometric_tiles(tmp_path):
-    from kerasface.data.photometric import build_modality_dataset
+    from kerasface.modalities.photometric import build_modality_dataset
 
     config = DemoConfig(identities=4, images_per_identity=3, image_size=32, seed=4)
     demo = generate_demo_dataset(tmp_path / "demo", config, progress=False)

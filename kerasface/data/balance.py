@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from kerasface.fileio import round_half_up
 from kerasface.data.spec import DatasetSpec, Samples, column_values
 from kerasface.settings_file import read_settings_file
 
@@ -28,10 +29,6 @@ SEED_UNDERSAMPLING = {
     "spectacles": 2.5,
 }
 """Undersampling factors of the research notes' multi-task iResNet18 run (gender 5.25 -> 1.75)."""
-
-
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
 
 
 def _imbalance(majority: int, minority: int) -> float:
@@ -174,7 +171,7 @@ def undersample(
         limits = counts.copy()
         if mode == "factor":
             majority = int(np.argmax(counts))
-            limits[majority] = _round_half_up(counts[majority] / amount)
+            limits[majority] = round_half_up(counts[majority] / amount)
         else:
             present = counts[counts > 0]
             if len(present):

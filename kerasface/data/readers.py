@@ -19,10 +19,8 @@ import tensorflow as tf
 
 from kerasface.data.decode import find_bad_images, is_image_name
 from kerasface.data.spec import DatasetSpec, Samples, Skipped, encode_labels
-
-
-class BadInputError(ValueError):
-    """Input that cannot be used, with the file (and row) at fault in the message."""
+from kerasface.data.tfrecord import TFRECORD_SPEC, read_tfrecords
+from kerasface.errors import BadInputError
 
 
 def samples_dataset(samples: Samples) -> tf.data.Dataset:
@@ -201,8 +199,6 @@ def read_dataset(path, **kwargs) -> tuple[tf.data.Dataset, DatasetSpec]:
     """Pick the reader from what ``path`` is: a CSV file, a TFRecord folder (``spec.json``
     beside ``*.tfrecord`` shards) or an image folder. A folder holding ``attributes.csv``
     (such as the demo dataset) is read through that CSV."""
-    from kerasface.data.tfrecord import TFRECORD_SPEC, read_tfrecords
-
     path = Path(path).expanduser()
     if path.is_file() and path.suffix.lower() == ".csv":
         return read_csv(path, **kwargs)

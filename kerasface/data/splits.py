@@ -13,11 +13,8 @@ import math
 
 import numpy as np
 
+from kerasface.fileio import round_half_up
 from kerasface.data.spec import DatasetSpec, Samples, column_values
-
-
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
 
 
 def _check_fractions(test_fraction: float, validation_fraction: float) -> None:
@@ -60,8 +57,8 @@ def identity_split_index(
             f"split by identity into {parts_needed} parts needs at least {parts_needed} "
             f"identities, got {len(ids)}"
         )
-    n_test = max(1, _round_half_up(len(ids) * test_fraction))
-    n_val = max(1, _round_half_up(len(ids) * validation_fraction)) if validation_fraction > 0 else 0
+    n_test = max(1, round_half_up(len(ids) * test_fraction))
+    n_val = max(1, round_half_up(len(ids) * validation_fraction)) if validation_fraction > 0 else 0
     while n_test + n_val > len(ids) - 1:
         if n_test >= n_val:
             n_test -= 1
@@ -91,7 +88,7 @@ def _allocate(sizes: np.ndarray, fraction: float, capacity: np.ndarray, rng) -> 
     exact = sizes * fraction
     base = np.minimum(np.floor(exact).astype(np.int64), capacity)
     remainder = exact - np.floor(exact)
-    extra = _round_half_up(float(exact.sum())) - int(base.sum())
+    extra = round_half_up(float(exact.sum())) - int(base.sum())
     tiebreak = rng.permutation(len(sizes))
     order = tiebreak[np.argsort(-remainder[tiebreak], kind="stable")]
     order = order[(remainder[order] > 0) & (base[order] < capacity[order])]

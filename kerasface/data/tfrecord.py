@@ -9,13 +9,13 @@ identity index and the label vector.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from kerasface.data.readers import BadInputError
+from kerasface.errors import BadInputError
+from kerasface.fileio import atomic_path, write_text_atomic
 from kerasface.data.spec import DatasetSpec, Samples
 
 TFRECORD_SPEC = "spec.json"
@@ -53,14 +53,12 @@ def write_tfrecords(spec: DatasetSpec, out_dir, num_shards: int = 4, samples: Sa
     bar = tqdm(total=len(samples), desc="writing TFRecords", unit="img", disable=not progress)
     for shard in range(num_shards):
         name = f"shard-{shard:05d}-of-{num_shards:05d}.tfrecord"
-        tmp = out_dir / f".{name}.tmp"
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
+        with atomic_path(out_dir / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
             for i in range(shard, len(samples), num_shards):
                 path = str(samples.paths[i])
                 with open(path, "rb") as handle:
                     writer.write(_example(handle.read(), path, samples.identity[i], samples.labels[i]))
                 bar.update(1)
-        os.replace(tmp, out_dir / name)
     bar.close()
     meta = {
         "source": spec.source,
@@ -71,9 +69,7 @@ def write_tfrecords(spec: DatasetSpec, out_dir, num_shards: int = 4, samples: Sa
         "identity": samples.identity.tolist(),
         "labels": samples.labels.tolist(),
     }
-    tmp = out_dir / f".{TFRECORD_SPEC}.tmp"
-    tmp.write_text(json.dumps(meta))
-    os.replace(tmp, out_dir / TFRECORD_SPEC)
+    write_text_atomic(out_dir / TFRECORD_SPEC, json.dumps(meta))
     return out_dir
 
 

@@ -10,6 +10,7 @@ gives pooled features (``include_top=False``) or the classifier output (``includ
 
 from __future__ import annotations
 
+import functools
 import os
 
 import keras
@@ -33,22 +34,32 @@ def check_weights_argument(weights, backbone: str) -> None:
         raise FileNotFoundError(f"{backbone}: weights file {weights!r} does not exist")
 
 
-def _keras_application(
-    application,
-    preprocessing: str,
+KERAS_APPLICATIONS = {
+    # name: (keras.applications builder, preprocessing of [0, 255] RGB, paper)
+    "densenet121": ("DenseNet121", "torch", "DenseNet-121 (Huang et al., 2017)"),
+    "efficientnetv2s": ("EfficientNetV2S", "none", "EfficientNetV2-S (Tan & Le, 2021); it rescales its own input"),
+    "resnet50": ("ResNet50", "caffe", "ResNet-50 (He et al., 2016)"),
+}
+
+
+def keras_application(
+    application: str,
     input_shape,
-    weights,
-    include_top,
-    pooling,
-    classes,
-    classifier_activation,
-    name,
+    weights=None,
+    include_top=False,
+    pooling="avg",
+    classes=1000,
+    classifier_activation=None,
+    name=None,
     **kwargs,
 ) -> keras.Model:
+    """A ``keras.applications`` model (``KERAS_APPLICATIONS``) behind its preprocessing layer."""
+    builder, preprocessing, _ = KERAS_APPLICATIONS[application]
+    name = name or application
     check_weights_argument(weights, name)
     images = keras.Input(shape=tuple(input_shape), name="images")
     x = ImagePreprocessing(preprocessing, name="preprocessing")(images)
-    built = application(
+    built = getattr(keras.applications, builder)(
         include_top=include_top,
         weights=None,
         input_tensor=x,
@@ -64,59 +75,10 @@ def _keras_application(
     return model
 
 
-@BACKBONES.register("densenet121")
-def densenet121(
-    input_shape,
-    weights=None,
-    include_top=False,
-    pooling="avg",
-    classes=1000,
-    classifier_activation=None,
-    name="densenet121",
-    **kwargs,
-) -> keras.Model:
-    """DenseNet-121 (Huang et al., 2017) from ``keras.applications``; "torch" preprocessing."""
-    return _keras_application(
-        keras.applications.DenseNet121, "torch", input_shape, weights, include_top, pooling,
-        classes, classifier_activation, name, **kwargs,
-    )
-
-
-@BACKBONES.register("efficientnetv2s")
-def efficientnetv2s(
-    input_shape,
-    weights=None,
-    include_top=False,
-    pooling="avg",
-    classes=1000,
-    classifier_activation=None,
-    name="efficientnetv2s",
-    **kwargs,
-) -> keras.Model:
-    """EfficientNetV2-S (Tan & Le, 2021) from ``keras.applications``; it rescales its own input
-    (``include_preprocessing=True``), so the preprocessing layer is "none"."""
-    return _keras_application(
-        keras.applications.EfficientNetV2S, "none", input_shape, weights, include_top, pooling,
-        classes, classifier_activation, name, **kwargs,
-    )
-
-
-@BACKBONES.register("resnet50")
-def resnet50(
-    input_shape,
-    weights=None,
-    include_top=False,
-    pooling="avg",
-    classes=1000,
-    classifier_activation=None,
-    name="resnet50",
-    **kwargs,
-) -> keras.Model:
-    """ResNet-50 (He et al., 2016) from ``keras.applications``; "caffe" preprocessing."""
-    return _keras_application(
-        keras.applications.ResNet50, "caffe", input_shape, weights, include_top, pooling,
-        classes, classifier_activation, name, **kwargs,
-    )
+for _name, (_, _preprocessing, _paper) in KERAS_APPLICATIONS.items():
+    _builder = functools.partial(keras_application, _name)
+    _builder.__doc__ = f"{_paper}, from ``keras.applications``; {_preprocessing!r} preprocessing."
+    BACKBONES.register(_name)(_builder)
 
 
 @BACKBONES.register("vit")

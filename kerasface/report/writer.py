@@ -6,17 +6,16 @@ with ``os.replace``, so an interrupted write leaves the previous report intact.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import math
 import os
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from kerasface.fileio import atomic_write, jsonable
 from kerasface.report.card import card_text, notes_row, parameter_sizes
 from kerasface.report.history import clean_history, num_epochs
 from kerasface.report.markdown import render_markdown
@@ -28,37 +27,6 @@ REPORT_MD = "report.md"
 LOSS_PNG = "loss.png"
 METRICS_PNG = "metrics.png"
 ROC_PNG = "roc.png"
-
-
-def atomic_write(path: str | os.PathLike, write: Callable, binary: bool = False) -> None:
-    """Call ``write(file)`` on a fresh temporary file beside ``path``, then move it onto ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb" if binary else "x", **({} if binary else {"encoding": "utf-8"})) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _jsonable(value):
-    """Plain JSON types from NumPy scalars/arrays, tuples and paths (non-finite floats stay NaN/Infinity)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value
 
 
 def _clean_results(results) -> dict[str, dict[str, float]]:
@@ -112,7 +80,7 @@ def write_run_report(
             plots.append(name)
 
     aucs = {label: curve.auc for label, curve in curves.items()}
-    report = _jsonable(
+    report = jsonable(
         {
             "run_id": card["run_id"],
             "written_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -55,7 +55,7 @@ def dataset_path(config: TrainConfig) -> str:
     """``config.data``, or the demo dataset (generated into the cache on first use)."""
     if config.data:
         return config.data
-    from kerasface.data.demo import DemoConfig, ensure_demo_dataset
+    from kerasface.datasets.demo import DemoConfig, ensure_demo_dataset
 
     demo = DemoConfig(identities=config.demo_identities, images_per_identity=config.demo_images_per_identity)
     return str(ensure_demo_dataset(config=demo))

@@ -4,46 +4,18 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 
 import keras
 
+from kerasface.fileio import atomic_path, link_or_copy_atomic, write_json_atomic
+
 STATE_FILE = "state.json"
 
 
-def write_json_atomic(path, data) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
-    os.replace(tmp, path)
-
-
-def _jsonable(value):
-    if hasattr(value, "item"):
-        return value.item()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
 def save_model_atomic(model: keras.Model, path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def link_or_copy_atomic(source: Path, target: Path) -> None:
-    """``target`` becomes a hard link to (or, where links fail, a copy of) ``source``."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
 
 
 class RunCheckpoint(keras.callbacks.Callback):

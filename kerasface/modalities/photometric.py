@@ -24,7 +24,6 @@ import io
 import json
 import os
 import re
-import uuid
 from pathlib import Path
 
 import cv2
@@ -32,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from kerasface.data.spec import Skipped
+from kerasface.fileio import atomic_path, write_text_atomic
 
 MODALITIES = ("albedo", "normal", "depth")
 LIGHT_NAME = re.compile(r"light_(\d+)\.png")
@@ -216,28 +216,16 @@ def _read_lights(folder: Path, num_lights: int) -> tuple[np.ndarray | None, Skip
     return np.stack(images), None
 
 
-def _write_atomic(path: Path, write) -> None:
-    """``write(temporary_path)`` in ``path``'s folder, then rename it onto ``path``."""
-    temporary = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _write_png(path: Path, rgb: np.ndarray) -> None:
-    def write(temporary):
+    with atomic_path(path) as temporary:
         if not cv2.imwrite(str(temporary), np.ascontiguousarray(rgb[..., ::-1])):
             raise OSError(f"could not write image {temporary}")
-
-    _write_atomic(path, write)
 
 
 def _write_text(path: Path, text: str) -> None:
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return
-    _write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+    write_text_atomic(path, text)
 
 
 def _is_tile(path: Path) -> bool:

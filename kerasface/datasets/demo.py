@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 import kerasface
 
-GENERATOR = "kerasface.data.demo"
+GENERATOR = "kerasface.datasets.demo"
 GENERATOR_VERSION = 1
 LIGHT_FRAME = "x right, y up, z towards the camera"
 DEMO_LABEL_COLUMNS: dict[str, list[str]] = {

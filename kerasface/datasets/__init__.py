@@ -1,0 +1,1 @@
+"""Datasets the kit ships (like ``keras.datasets``): the rendered demo faces."""

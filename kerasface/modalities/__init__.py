@@ -1,0 +1,1 @@
+"""Face modalities beyond the RGB image: photometric stereo (albedo, normal map, depth)."""
