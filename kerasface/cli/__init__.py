@@ -1,0 +1,1 @@
+"""Command-line entry points; each module's main(argv=None) returns the exit status."""
