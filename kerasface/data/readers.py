@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kerasface.data.decode import find_bad_images, is_image_name
+from kerasface.data.decode import IMAGE_EXTENSIONS, find_bad_images, is_image_name
 from kerasface.data.spec import DatasetSpec, Samples, Skipped, encode_labels
 from kerasface.data.tfrecord import TFRECORD_SPEC, read_tfrecords
 from kerasface.errors import BadInputError
@@ -53,33 +53,42 @@ def _resolve_problems(problems: list[Skipped], skip_bad: bool, source: str) -> l
 def read_image_folder(
     root, *, skip_bad: bool = False, verify: str = "full", progress: bool = False
 ) -> tuple[tf.data.Dataset, DatasetSpec]:
-    """``root/<identity>/<image>``: the sub-folder name is the identity (sorted, indexed from 0)."""
+    """``root/<identity>/<image>``: the sub-folder name is the identity (sorted, indexed from 0).
+
+    Entries that are no images by name (``pairs.txt``, ``Thumbs.db``, a README), hidden ones
+    (``.DS_Store``, ``.ipynb_checkpoints``), nested folders, images outside any identity folder
+    and identity folders without images are ignored and listed in ``spec.ignored``. Only image
+    files that do not decode are bad input."""
     root = Path(root).expanduser().resolve()
+    if not root.exists():
+        raise BadInputError(f"{root}: no such folder")
     if not root.is_dir():
-        raise BadInputError(f"{root}: not a folder")
-    problems: list[Skipped] = []
+        raise BadInputError(f"{root}: not a folder; expected an image folder with one sub-folder per identity")
+    ignored: list[Skipped] = []
     class_names, paths, identity = [], [], []
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+    for entry in _visible_entries(root, ignored):
         if not entry.is_dir():
-            problems.append(Skipped(entry.path, "file outside any identity folder"))
+            reason = "image outside any identity folder" if is_image_name(entry.name) else "not an image by name"
+            ignored.append(Skipped(entry.path, reason))
             continue
-        files = sorted(os.scandir(entry.path), key=lambda e: e.name)
         images = []
-        for f in files:
+        for f in _visible_entries(entry.path, ignored):
             if f.is_dir():
-                problems.append(Skipped(f.path, "nested folder inside an identity folder"))
+                ignored.append(Skipped(f.path, "folder nested inside an identity folder"))
             elif is_image_name(f.name):
                 images.append(f.path)
             else:
-                problems.append(Skipped(f.path, "not an image file (extension not JPEG/PNG/BMP)"))
+                ignored.append(Skipped(f.path, "not an image by name"))
         if not images:
-            problems.append(Skipped(entry.path, "identity folder holds no images"))
+            ignored.append(Skipped(entry.path, "identity folder without images"))
             continue
         class_names.append(entry.name)
         paths.extend(images)
         identity.extend([len(class_names) - 1] * len(images))
+    if not paths:
+        raise BadInputError(_no_images_message(root, ignored))
     bad = find_bad_images(paths, verify=verify, progress=progress)
-    problems.extend(Skipped(p, bad[p]) for p in paths if p in bad)
+    problems = [Skipped(p, bad[p]) for p in paths if p in bad]
     skipped = _resolve_problems(problems, skip_bad, str(root))
     keep = [i for i, p in enumerate(paths) if p not in bad]
     samples = Samples(
@@ -89,9 +98,30 @@ def read_image_folder(
     )
     samples, class_names = _drop_emptied_identities(samples, class_names)
     if len(samples) == 0:
-        raise BadInputError(f"{root}: no usable images found")
-    spec = DatasetSpec(str(root), samples, class_names, {}, skipped)
+        raise BadInputError(f"{root}: none of the {len(paths)} image(s) decodes")
+    spec = DatasetSpec(str(root), samples, class_names, {}, skipped, ignored=ignored)
     return samples_dataset(samples), spec
+
+
+def _visible_entries(folder, ignored: list[Skipped]) -> list[os.DirEntry]:
+    """The entries of ``folder`` sorted by name; hidden ones go to ``ignored``."""
+    entries = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            ignored.append(Skipped(entry.path, "hidden"))
+        else:
+            entries.append(entry)
+    return entries
+
+
+def _no_images_message(root: Path, ignored: list[Skipped]) -> str:
+    found = f"; ignored {len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'}, e.g. " + ", ".join(
+        Path(s.path).name for s in ignored[:3]) if ignored else " (the folder is empty)"
+    return (
+        f"{root}: no images found{found}. Expected an image folder with one sub-folder per "
+        f"identity holding {'/'.join(e.lstrip('.').upper() for e in IMAGE_EXTENSIONS)} files "
+        f"({root}/<identity>/<image>), a CSV file or a TFRecord folder."
+    )
 
 
 def _drop_emptied_identities(samples: Samples, class_names: list[str]):
@@ -211,4 +241,6 @@ def read_dataset(path, **kwargs) -> tuple[tf.data.Dataset, DatasetSpec]:
         folder = path / "images" if (path / "images").is_dir() else path
         kwargs = {k: v for k, v in kwargs.items() if k in ("skip_bad", "verify", "progress")}
         return read_image_folder(folder, **kwargs)
-    raise BadInputError(f"{path}: neither a CSV file nor a folder")
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file or folder")
+    raise BadInputError(f"{path}: not a dataset; expected an image folder, a CSV file or a TFRecord folder")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
@@ -65,6 +66,9 @@ class Samples:
 class DatasetSpec:
     """What a reader found: the samples, their vocabularies and what it skipped.
 
+    skipped: unusable inputs (bad images, bad CSV rows) left out with ``skip_bad``.
+    ignored: entries that are no samples by design (``pairs.txt``, ``.DS_Store``, hidden or
+    empty folders), never an error.
     storage: "files" (one image file per sample path) or "tfrecord" (records in the shards of
     the folder ``source``)."""
 
@@ -74,6 +78,7 @@ class DatasetSpec:
     label_columns: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     skipped: list[Skipped] = dataclasses.field(default_factory=list)
     storage: str = "files"
+    ignored: list[Skipped] = dataclasses.field(default_factory=list)
 
     @property
     def label_names(self) -> list[str]:
@@ -110,7 +115,24 @@ class DatasetSpec:
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} file(s):")
             lines.extend(f"  {s}" for s in self.skipped)
+        if self.ignored:
+            lines.extend(ignored_lines(self.ignored, self.source))
         return "\n".join(lines)
+
+
+def ignored_lines(ignored: list[Skipped], root=None, examples: int = 3) -> list[str]:
+    """``ignored N non-image file(s)`` and, per reason, its count and the first few paths
+    (relative to ``root`` where they lie below it)."""
+    lines = [f"ignored {len(ignored)} file(s) or folder(s) that are not samples:"]
+    by_reason: dict[str, list[str]] = {}
+    for entry in ignored:
+        path = Path(entry.path)
+        name = str(path.relative_to(root)) if root and path.is_relative_to(root) else path.name
+        by_reason.setdefault(entry.reason, []).append(name)
+    for reason, names in by_reason.items():
+        more = ", ..." if len(names) > examples else ""
+        lines.append(f"  {reason} ({len(names)}): {', '.join(names[:examples])}{more}")
+    return lines
 
 
 def label_names(label_columns: dict[str, list[str]]) -> list[str]:

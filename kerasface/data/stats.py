@@ -1,4 +1,5 @@
-"""A dataset's health report: sizes, label and identity balance, and the files that fail."""
+"""A dataset's health report: sizes, label and identity balance, the files that fail and the
+entries ignored as no samples (``pairs.txt``, ``.DS_Store``, empty identity folders)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 from kerasface.data.balance import balance_table
 from kerasface.data.readers import read_csv, read_dataset
+from kerasface.data.spec import ignored_lines
 
 
 def dataset_report(path, verify: str = "full", path_column: str = "path",
@@ -24,4 +26,6 @@ def dataset_report(path, verify: str = "full", path_column: str = "path",
         lines += ["", f"{len(spec.skipped)} unusable input(s):"] + [f"  {s}" for s in spec.skipped]
     else:
         lines += ["", f"all {len(spec.samples)} images usable (verify={verify})"]
+    if spec.ignored:
+        lines += [""] + ignored_lines(spec.ignored, spec.source)
     return "\n".join(lines), spec.skipped
