@@ -1,53 +1,12 @@
 #!/usr/bin/env python
 """Throughput of the input pipeline, stage by stage, in images/s and batches/s.
 
-    python pipelines/benchmark_input.py --data PATH [--batch-size B] [--seconds S] [--threads N]
-
-Stages: decode only; decode + resize + crops; the full training pipeline (shuffle, decode,
-resize, augmentation, crops, batching, prefetch). Without --data it uses the embedded demo
-dataset. Prints a table and one JSON line per stage.
+The command ``kerasface-benchmark-input``; arguments and --help in kerasface/cli/benchmark_input.py.
 """
 
-import argparse
-import json
-import os
 import sys
 
-from tabulate import tabulate
-
-from kerasface.data.benchmark import benchmark_input
-from kerasface.data.crops import VIEW_MODES
-from kerasface.data.pipeline import InputConfig
-from kerasface.data.readers import read_dataset
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", help="image folder, CSV or TFRecord folder (default: demo data)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per stage (default 5)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help=f"tf.data worker threads (default: all {os.cpu_count()} cores)")
-    parser.add_argument("--image-size", type=int, default=48, help="side of each view (default 48)")
-    parser.add_argument("--views", default="crops-horizontal",
-                        choices=VIEW_MODES)
-    parser.add_argument("--crop-fraction", type=float, default=0.875)
-    args = parser.parse_args(argv)
-    if args.data:
-        _, spec = read_dataset(args.data, verify="header")
-    else:
-        from kerasface.datasets.demo import ensure_demo_dataset
-
-        _, spec = read_dataset(ensure_demo_dataset(), verify="header")
-    config = InputConfig(args.image_size, args.views, args.crop_fraction)
-    print(f"{spec.source}: {len(spec.samples)} images; {args.threads or os.cpu_count()} threads")
-    rows = benchmark_input(spec, config, args.batch_size, args.seconds, args.threads)
-    print(tabulate([[r["stage"], f"{r['images_per_s']:.0f}", f"{r['batches_per_s']:.1f}"] for r in rows],
-                   headers=["stage", "images/s", "batches/s"]))
-    for row in rows:
-        print(json.dumps(row))
-    return 0
-
+from kerasface.cli.benchmark_input import main
 
 if __name__ == "__main__":
     sys.exit(main())

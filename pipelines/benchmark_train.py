@@ -1,66 +1,12 @@
 #!/usr/bin/env python
 """Time the compiled train step of a multi-branch model on synthetic batches.
 
-    python pipelines/benchmark_train.py --backbone densenet121 [--branches 3] [--image-size S]
-        [--batch-size B] [--steps N] [--jit-compile auto on off] [--mixed-precision ...]
-
-Each configuration (every combination of the values given) runs in its own process, so peak
-memory is per configuration; each prints one JSON line: samples/s, median and mean step time
-after warm-up (warm-up includes compilation), peak host memory (and device memory on a GPU),
-on whichever backend (KERAS_BACKEND) and device are active.
+The command ``kerasface-benchmark-train``; arguments and --help in kerasface/cli/benchmark_train.py.
 """
 
-import argparse
-import itertools
-import json
-import subprocess
 import sys
 
-from kerasface.train.config import json_object
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", nargs="+", default=["densenet121"], help="one or more backbone names")
-    parser.add_argument("--branches", type=int, default=3)
-    parser.add_argument("--backbone-kwargs", type=json_object, default={}, metavar="JSON",
-                        help='backbone options as a JSON object, e.g. \'{"patch_size": 16}\' for vit at 48 px')
-    parser.add_argument("--image-size", type=int, nargs="+", default=[48])
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[32])
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
-    parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps first (default 2)")
-    parser.add_argument("--jit-compile", nargs="+", default=["auto"], choices=["auto", "on", "off"])
-    parser.add_argument("--mixed-precision", nargs="+", default=["auto"],
-                        choices=["auto", "off", "float16", "bfloat16"])
-    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-
-    combos = list(itertools.product(args.backbone, args.image_size, args.batch_size, args.jit_compile,
-                                    args.mixed_precision))
-    if args.in_process:
-        from kerasface.train.benchmark import TrainBenchmark, run_train_benchmark
-
-        (backbone, size, batch, jit, precision), = combos
-        bench = TrainBenchmark(backbone, args.branches, size, batch, args.steps, args.warmup_steps, jit, precision,
-                               backbone_kwargs=args.backbone_kwargs)
-        print(json.dumps(run_train_benchmark(bench)), flush=True)
-        return 0
-    failed = 0
-    for backbone, size, batch, jit, precision in combos:
-        command = [sys.executable, __file__, "--in-process", "--backbone", backbone, "--branches", str(args.branches),
-                   "--backbone-kwargs", json.dumps(args.backbone_kwargs),
-                   "--image-size", str(size), "--batch-size", str(batch), "--steps", str(args.steps),
-                   "--warmup-steps", str(args.warmup_steps), "--jit-compile", jit, "--mixed-precision", precision]
-        result = subprocess.run(command, capture_output=True, text=True)
-        lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-        if result.returncode or not lines:
-            failed += 1
-            print(json.dumps({"backbone": backbone, "image_size": size, "batch_size": batch, "jit_compile": jit,
-                              "error": result.stderr.strip().splitlines()[-1:] }), flush=True)
-        else:
-            print(lines[-1], flush=True)
-    return 1 if failed else 0
-
+from kerasface.cli.benchmark_train import main
 
 if __name__ == "__main__":
     sys.exit(main())

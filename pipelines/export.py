@@ -1,45 +1,12 @@
 #!/usr/bin/env python
 """Export a trained run as a SavedModel for serving, and check it in a fresh process.
 
-    python pipelines/export.py --run reports/<run-id> --out DIR
-
-Signatures: serving_default (float32 RGB images in [0, 255], any size), serve_bytes (encoded
-JPEG/PNG/BMP strings) and serve_views (the model's own view inputs); resizing, decoding and
-crops happen inside the graph. After writing, the SavedModel is loaded in a new Python process
-and its outputs on images of the run's dataset are compared with the Keras model's; the exit
-status is 1 if any differs by more than --tolerance.
+The command ``kerasface-export``; arguments and --help in kerasface/cli/export.py.
 """
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="run folder written by train_branches.py")
-    parser.add_argument("--out", help="SavedModel folder to write (default RUN/export)")
-    parser.add_argument("--model", default="model.keras",
-                        help="model file inside the run (default model.keras; e.g. checkpoints/best.keras)")
-    parser.add_argument("--check-images", type=int, default=8, help="images used for the equality check")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed absolute difference")
-    args = parser.parse_args(argv)
-
-    from kerasface.export.run_export import export_run
-
-    run = Path(args.run)
-    out = Path(args.out) if args.out else run / "export"
-    differences = export_run(run, out, model_file=args.model, check_images=args.check_images)
-    print(f"wrote {out}")
-    print(json.dumps({"max_abs_difference": differences}))
-    worst = max(differences.values())
-    if worst > args.tolerance:
-        print(f"FAILED: served outputs differ from the Keras model by up to {worst:g}", file=sys.stderr)
-        return 1
-    print(f"served outputs equal the Keras model's (max abs difference {worst:.2g})")
-    return 0
-
+from kerasface.cli.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -377,12 +377,12 @@ def test_script_writes_the_dataset_and_reports_it(tmp_path, capsys):
     out = tmp_path / "cli"
     size = ["--identities", "2", "--images-per-identity", "3", "--image-size", "32", "--seed", "4", "--quiet"]
     args = ["--out", str(out), *size, "--lights", "3"]
-    script.main(args)
+    assert script.main(args) == 0
     assert str(out) in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["num_lights"] == 3 and manifest["config"]["seed"] == 4
     assert len(list((out / "photometric").rglob("*.png"))) == 2 * 3 * 3
-    with pytest.raises(SystemExit, match="overwrite"):
-        script.main(args)
-    script.main(["--out", str(out), *size, "--no-photometric", "--overwrite"])
+    assert script.main(args) == 1
+    assert capsys.readouterr().err == f"error: {out} is not empty; pass overwrite=True (--overwrite) to replace it\n"
+    assert script.main(["--out", str(out), *size, "--no-photometric", "--overwrite"]) == 0
     assert not (out / "photometric").exists() and not (out / "lights.json").exists()
