@@ -7,7 +7,7 @@ from pathlib import Path
 import keras
 
 from kerasface.data.readers import read_dataset
-from kerasface.export.savedmodel import export_savedmodel, verify_export
+from kerasface.export.savedmodel import check_export_target, export_savedmodel, verify_export
 from kerasface.train.branch_trainer import dataset_path, load_run_config
 
 
@@ -19,6 +19,7 @@ def export_run(run_dir, out_dir, model_file: str = "model.keras", check_images: 
     model_path = run_dir / model_file
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no model; did the run finish? (try --model checkpoints/last.keras)")
+    check_export_target(out_dir)
     model = keras.models.load_model(model_path, safe_mode=True)
     input_config = config.input_config()
     export_savedmodel(model, input_config, out_dir)

@@ -34,6 +34,17 @@ def _require_tensorflow() -> None:
         )
 
 
+def check_export_target(out_dir) -> None:
+    """Raise unless ``out_dir`` is absent or an empty folder: an export never replaces files."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir}: exists and is not a folder; choose another output folder (--out)")
+    if out_dir.is_dir() and any(out_dir.iterdir()):
+        raise FileExistsError(
+            f"{out_dir}: exists and is not empty; choose another output folder (--out) or remove it first"
+        )
+
+
 def export_savedmodel(model: keras.Model, input_config: InputConfig, out_dir) -> Path:
     """Write ``model`` with its three signatures to ``out_dir`` (via a temporary sibling folder,
     renamed when complete). ``kerasface_input.json`` beside it records the input settings."""
@@ -45,8 +56,7 @@ def export_savedmodel(model: keras.Model, input_config: InputConfig, out_dir) ->
     from kerasface.data.pipeline import preprocess_encoded
 
     out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir}: exists and is not empty")
+    check_export_target(out_dir)
     size, base = input_config.image_size, input_config.base_shape
     multi = input_config.num_views > 1
 

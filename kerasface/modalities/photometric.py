@@ -241,14 +241,19 @@ def modality_tile_from_lights(images, lights, shadow_threshold: float | None = N
 
 def _sample_folders(photometric: Path, skipped: list[Skipped]) -> list[tuple[str, str, Path]]:
     samples = []
-    for identity in sorted(photometric.iterdir()):
-        entries = sorted(identity.iterdir()) if identity.is_dir() else [identity]
+    for identity in sorted(_visible(photometric)):
+        entries = sorted(_visible(identity)) if identity.is_dir() else [identity]
         for folder in entries:
             if folder.is_dir():
                 samples.append((identity.name, folder.name, folder))
             else:
                 skipped.append(Skipped(str(folder), "file outside any sample folder photometric/<identity>/<n>/"))
     return samples
+
+
+def _visible(folder: Path) -> list[Path]:
+    """The entries of ``folder`` except hidden ones (``.DS_Store``, ``.ipynb_checkpoints``)."""
+    return [entry for entry in folder.iterdir() if not entry.name.startswith(".")]
 
 
 def _write_csv(source: Path, built: set[tuple[str, str]], reasons: dict, summary: ModalitySummary) -> None:
@@ -288,6 +293,8 @@ def build_modality_dataset(
     """
     data_dir, out_dir = Path(data_dir).expanduser().resolve(), Path(out_dir).expanduser().resolve()
     photometric, lights_path = data_dir / "photometric", data_dir / "lights.json"
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no such folder")
     if not lights_path.is_file() or not photometric.is_dir():
         raise FileNotFoundError(
             f"{data_dir}: no photometric-stereo data "
@@ -295,12 +302,17 @@ def build_modality_dataset(
         )
     if out_dir == data_dir or data_dir in out_dir.parents:
         raise ValueError(f"{out_dir}: the output folder must lie outside the input folder {data_dir}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir}: exists and is not a folder; the output must be a folder")
     lights = load_lights(lights_path)
+    skipped: list[Skipped] = []
+    samples = _sample_folders(photometric, skipped)
+    if not samples:
+        raise FileNotFoundError(f"{photometric}: no sample folders (expected <identity>/<n>/light_<k>.png)")
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob("images/*/.*.tmp.png"):
         stale.unlink()
-    summary = ModalitySummary(out_dir)
-    samples = _sample_folders(photometric, summary.skipped)
+    summary = ModalitySummary(out_dir, skipped=skipped)
     built, reasons = set(), {}
     for identity, n, folder in tqdm(samples, desc="modality tiles", unit="img", disable=not progress):
         target = out_dir / "images" / identity / f"{n}.png"
