@@ -168,6 +168,26 @@ def test_run_main_statuses_and_messages(capsys):
         common.cli_main(interrupted)(["--debug"])
 
 
+def test_error_message_drops_tensorflow_decorations():
+    traced = ValueError('in user code:\n\n    File "decode.py", line 47, in resize_image  *\n'
+                        "        return tf.image.resize_with_pad(image, height, width)\n\n"
+                        "    ValueError: target_width must be > 0.\n")
+    assert common.error_message(traced) == "ValueError: target_width must be > 0."
+    op = RuntimeError("{{function_node __wrapped__BatchDatasetV2_device_/job:localhost/replica:0/task:0/device:CPU:0}}"
+                      " Batch size must be greater than zero. [Op:BatchDatasetV2] name: ")
+    assert common.error_message(op) == "Batch size must be greater than zero."
+
+
+def test_numbers_out_of_range_are_usage_errors(capsys):
+    for argv, message in [(["--batch-size", "0"], "argument --batch-size: must be > 0, got 0"),
+                          (["--seconds", "nan"], "argument --seconds: must be > 0.0, got nan"),
+                          (["--threads", "two"], "argument --threads: not an int: 'two'")]:
+        with pytest.raises(SystemExit) as exit_:
+            benchmark_input.main(argv)
+        assert exit_.value.code == 2
+        assert capsys.readouterr().err.strip().endswith(message)
+
+
 def test_export_refuses_an_occupied_target(tmp_path):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "saved_model.pb").write_bytes(b"x")

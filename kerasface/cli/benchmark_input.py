@@ -14,7 +14,7 @@ import sys
 
 from tabulate import tabulate
 
-from kerasface.cli.common import add_debug_argument, cli_main
+from kerasface.cli.common import add_debug_argument, cli_main, positive_float, positive_int
 from kerasface.data.benchmark import benchmark_input
 from kerasface.data.crops import VIEW_MODES
 from kerasface.data.pipeline import InputConfig
@@ -25,11 +25,11 @@ from kerasface.data.readers import read_dataset
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="image folder, CSV or TFRecord folder (default: demo data)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--seconds", type=float, default=5.0, help="timed seconds per stage (default 5)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--seconds", type=positive_float, default=5.0, help="timed seconds per stage (default 5)")
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help=f"tf.data worker threads (default: all {os.cpu_count()} cores)")
-    parser.add_argument("--image-size", type=int, default=48, help="side of each view (default 48)")
+    parser.add_argument("--image-size", type=positive_int, default=48, help="side of each view (default 48)")
     parser.add_argument("--views", default="crops-horizontal",
                         choices=VIEW_MODES)
     parser.add_argument("--crop-fraction", type=float, default=0.875)

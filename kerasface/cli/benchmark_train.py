@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kerasface.cli.common import add_debug_argument, cli_main
+from kerasface.cli.common import add_debug_argument, cli_main, non_negative_int, positive_int
 from kerasface.train.config import json_object
 
 
@@ -25,13 +25,13 @@ from kerasface.train.config import json_object
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backbone", nargs="+", default=["densenet121"], help="one or more backbone names")
-    parser.add_argument("--branches", type=int, default=3)
+    parser.add_argument("--branches", type=positive_int, default=3)
     parser.add_argument("--backbone-kwargs", type=json_object, default={}, metavar="JSON",
                         help='backbone options as a JSON object, e.g. \'{"patch_size": 16}\' for vit at 48 px')
-    parser.add_argument("--image-size", type=int, nargs="+", default=[48])
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[32])
-    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
-    parser.add_argument("--warmup-steps", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument("--image-size", type=positive_int, nargs="+", default=[48])
+    parser.add_argument("--batch-size", type=positive_int, nargs="+", default=[32])
+    parser.add_argument("--steps", type=positive_int, default=10, help="timed steps (default 10)")
+    parser.add_argument("--warmup-steps", type=non_negative_int, default=2, help="untimed steps first (default 2)")
     parser.add_argument("--jit-compile", nargs="+", default=["auto"], choices=["auto", "on", "off"])
     parser.add_argument("--mixed-precision", nargs="+", default=["auto"],
                         choices=["auto", "off", "float16", "bfloat16"])

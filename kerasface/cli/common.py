@@ -19,6 +19,9 @@ subclasses such as FileNotFoundError, FileExistsError, NotADirectoryError) print
 ``error: <message>`` to stderr, no traceback, and gives exit status 1. ``--debug`` anywhere in
 the arguments (or KERASFACE_DEBUG=1) re-raises instead, so the full traceback is shown.
 Ctrl-C gives ``interrupted`` and status 130. Other exceptions are bugs and keep their traceback.
+
+``positive_int``, ``non_negative_int`` and ``positive_float`` are argparse types that refuse
+out-of-range numbers with argparse's own usage error (status 2).
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
 INPUT_ERRORS = (ValueError, KeyError, RuntimeError, OSError)
+_TF_OP_DECORATION = re.compile(r"\{\{function_node [^}]*\}\}|\[Op:[^\]]*\]( name:\s*\S*)?")
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -56,8 +61,29 @@ def error_message(error: BaseException) -> str:
             text += f" -> {error.filename2}"
         return text
     message = getattr(error, "message", None)
-    text = message if isinstance(message, str) and message else str(error)
+    text = (message if isinstance(message, str) and message else str(error)).strip()
+    if text.startswith("in user code:"):
+        text = text.splitlines()[-1].strip()
+    text = _TF_OP_DECORATION.sub("", text).strip()
     return text or type(error).__name__
+
+
+def _bounded(kind: type, low, strict: bool):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a{'n' if kind is int else ''} {kind.__name__}: {text!r}") from None
+        if not (value > low if strict else value >= low):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {low}, got {text}")
+        return value
+
+    return parse
+
+
+positive_int = _bounded(int, 0, strict=True)
+non_negative_int = _bounded(int, 0, strict=False)
+positive_float = _bounded(float, 0.0, strict=True)
 
 
 def _input_errors() -> tuple[type[BaseException], ...]:

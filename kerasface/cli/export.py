@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from kerasface.cli.common import add_debug_argument, cli_main
+from kerasface.cli.common import add_debug_argument, cli_main, positive_int
 
 
 @cli_main
@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", help="SavedModel folder to write (default RUN/export)")
     parser.add_argument("--model", default="model.keras",
                         help="model file inside the run (default model.keras; e.g. checkpoints/best.keras)")
-    parser.add_argument("--check-images", type=int, default=8, help="images used for the equality check")
+    parser.add_argument("--check-images", type=positive_int, default=8, help="images used for the equality check")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed absolute difference")
     add_debug_argument(parser)
     args = parser.parse_args(argv)
