@@ -164,3 +164,44 @@ def test_modality_tiles_become_three_panels_without_geometric_augmentation(tmp_p
     np.testing.assert_allclose(depth.numpy() - normal.numpy(), 80.0, atol=1.0)
     with pytest.raises(ValueError, match="tile"):
         make_views(tf.zeros([10, 20, 3]), 10, "modalities")
+
+
+def test_flip_swaps_the_labels_that_name_a_side_on_real_demo_files(tmp_path):
+    """The demo's pose=left/right labels follow a flipped image; every other label stays."""
+    from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
+    from kerasface.data.readers import read_dataset
+
+    config = DemoConfig(identities=6, images_per_identity=8, image_size=32, photometric=False, seed=3,
+                        pose_probabilities={"frontal": 0.2, "left": 0.4, "right": 0.4})
+    _, spec = read_dataset(generate_demo_dataset(tmp_path / "demo", config, progress=False), verify="none")
+    names = spec.label_names
+    left, right = names.index("pose=left"), names.index("pose=right")
+    assert spec.label_mirror.pairs == (("pose=left", "pose=right"),)
+    only_flip = AugmentConfig(**{**NO_AUGMENT, "flip": True})
+    common = dict(input_config=InputConfig(32, "single"), batch_size=64, shuffle=False)
+    plain_x, plain_y = next(iter(build_pipeline(spec, **common)))
+    aug_x, aug_y = next(iter(build_pipeline(spec, training=True, augment=only_flip, **common)))
+    plain_x, plain_y, aug_x, aug_y = (np.asarray(t) for t in (plain_x, plain_y, aug_x, aug_y))
+    flipped = np.array([np.array_equal(a, p[:, ::-1]) and not np.array_equal(a, p)
+                        for a, p in zip(aug_x, plain_x)])
+    unchanged = np.array([np.array_equal(a, p) for a, p in zip(aug_x, plain_x)])
+    assert (flipped | unchanged).all() and flipped.any() and unchanged.any()
+    sided = (plain_y[:, left] + plain_y[:, right]) > 0
+    assert (flipped & sided).any()
+    np.testing.assert_array_equal(aug_y[unchanged], plain_y[unchanged])
+    np.testing.assert_array_equal(aug_y[flipped][:, left], plain_y[flipped][:, right])
+    np.testing.assert_array_equal(aug_y[flipped][:, right], plain_y[flipped][:, left])
+    others = [j for j in range(len(names)) if j not in (left, right)]
+    np.testing.assert_array_equal(aug_y[:, others], plain_y[:, others])
+    _, identity = next(iter(build_pipeline(spec, target="identity", training=True, augment=only_flip, **common)))
+    np.testing.assert_array_equal(np.asarray(identity), spec.samples.identity)
+
+
+def test_label_mirror_of_binary_and_one_hot_columns():
+    from kerasface.data.spec import label_mirror
+
+    mirror = label_mirror({"gender": ["female", "male"], "pose": ["frontal", "left", "right"],
+                           "gaze": ["Left", "Right"]})
+    y = np.array([[1, 0, 1, 0, 1]], np.float32)  # male, pose=left, gaze=Right
+    np.testing.assert_array_equal(mirror.apply(y), [[1, 0, 0, 1, 0]])
+    assert label_mirror({"gender": ["female", "male"]}) is None

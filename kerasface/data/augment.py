@@ -12,6 +12,8 @@ import math
 
 import tensorflow as tf
 
+from kerasface.data.spec import LabelMirror
+
 VALUE_RANGE = 255.0
 
 
@@ -19,7 +21,8 @@ VALUE_RANGE = 255.0
 class AugmentConfig:
     """noise_sigma: std of additive gaussian noise as a fraction of the value range (5%).
     max_rotation: rotation angle drawn uniformly in [-max, max] degrees (the notes: 0-50).
-    flip: horizontal flip with probability 1/2.
+    flip: horizontal flip with probability 1/2 (labels that name a side follow the image, see
+    ``augment_example``).
     brightness: additive shift drawn in [-b, b] times the value range.
     contrast: factor drawn in [1 - c, 1 + c] around the image mean."""
 
@@ -65,14 +68,34 @@ def rotate(image: tf.Tensor, angle: tf.Tensor, fill_mode: str = "REFLECT") -> tf
 
 def augment_image(image: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
     """Apply ``config`` to one float image under the stateless ``seed`` (shape [2] int)."""
+    return _augment(image, seed, config)[0]
+
+
+def augment_example(image: tf.Tensor, labels: tf.Tensor, seed: tf.Tensor, config: AugmentConfig,
+                    mirror: LabelMirror | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """``augment_image`` for an (image, label vector) pair: when the image is flipped, labels
+    that name a side follow it (``mirror``, see ``kerasface.data.spec.label_mirror``)."""
+    image, flipped = _augment(image, seed, config)
+    if mirror is None:
+        return image, labels
+    permutation = tf.constant(mirror.permutation, tf.int32)
+    complement = tf.constant(mirror.complement)
+    mirrored = tf.gather(labels, permutation, axis=-1)
+    mirrored = tf.where(complement, tf.ones_like(mirrored) - mirrored, mirrored)
+    return image, tf.where(flipped, mirrored, labels)
+
+
+def _augment(image: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> tuple[tf.Tensor, tf.Tensor]:
+    """The augmented image and whether it was flipped."""
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
     if config.max_rotation > 0:
         limit = config.max_rotation * math.pi / 180.0
         angle = tf.random.stateless_uniform([], seeds[0], -limit, limit)
         image = rotate(image, angle)
+    flipped = tf.constant(False)
     if config.flip:
-        flip = tf.random.stateless_uniform([], seeds[1]) < 0.5
-        image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
+        flipped = tf.random.stateless_uniform([], seeds[1]) < 0.5
+        image = tf.cond(flipped, lambda: tf.image.flip_left_right(image), lambda: image)
     if config.contrast > 0:
         factor = tf.random.stateless_uniform([], seeds[2], 1 - config.contrast, 1 + config.contrast)
         mean = tf.reduce_mean(image, axis=[0, 1], keepdims=True)
@@ -83,4 +106,4 @@ def augment_image(image: tf.Tensor, seed: tf.Tensor, config: AugmentConfig) -> t
     if config.noise_sigma > 0:
         noise = tf.random.stateless_normal(tf.shape(image), seeds[4])
         image = image + noise * (config.noise_sigma * VALUE_RANGE)
-    return tf.clip_by_value(image, 0.0, VALUE_RANGE)
+    return tf.clip_by_value(image, 0.0, VALUE_RANGE), flipped

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from kerasface.data.augment import AugmentConfig, augment_image
+from kerasface.data.augment import AugmentConfig, augment_example
 from kerasface.data.crops import VIEW_MODES, make_views
 from kerasface.data.decode import base_size, decode_image, resize_image
 from kerasface.data.readers import samples_dataset
-from kerasface.data.spec import DatasetSpec, Samples
+from kerasface.data.spec import DatasetSpec, LabelMirror, Samples
 
 TARGETS = ("labels", "identity", None)
 
@@ -83,6 +83,40 @@ def source_dataset(spec: DatasetSpec, samples: Samples | None = None) -> tf.data
     )
 
 
+MEMORY_CACHE_BUDGET = 2 * 2**30
+
+
+def decoded_bytes(num_samples: int, config: InputConfig) -> int:
+    """Memory that ``num_samples`` decoded float32 images at ``config.base_shape`` take."""
+    height, width = config.base_shape
+    return num_samples * height * width * 3 * 4
+
+
+def choose_cache(mode: str, num_samples: int, config: InputConfig, budget: int = MEMORY_CACHE_BUDGET) -> bool:
+    """``"memory"``: keep decoded images in memory; ``"off"``: decode every epoch; ``"auto"``:
+    memory when the decoded images fit in ``budget`` (2 GiB; the demo's 800 images at 55x55 take
+    29 MB), else off, so that 5 million images do not try to fill the host's memory."""
+    if mode not in ("auto", "memory", "off"):
+        raise ValueError(f"cache must be 'auto', 'memory' or 'off', got {mode!r}")
+    if mode == "auto":
+        return decoded_bytes(num_samples, config) <= budget
+    return mode == "memory"
+
+
+def pk_source(spec: DatasetSpec, samples: Samples, p: int, k: int, seed: int) -> tf.data.Dataset:
+    """Records in P x K order (``identity_batches.pk_dataset``), epoch after epoch, endlessly."""
+    from kerasface.data.identity_batches import pk_dataset
+
+    if spec.storage != "files":
+        raise ValueError(f"{spec.source}: P x K batches read image files; convert the {spec.storage} "
+                         "dataset to an image folder or use the shuffle sampler")
+    return pk_dataset(samples, p, k, seed=seed, fields=True).map(
+        lambda r: {"image": tf.io.read_file(r["path"]), "identity": tf.cast(r["identity"], tf.int32),
+                   "labels": r["labels"]},
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
 def build_pipeline(
     spec: DatasetSpec,
     samples: Samples | None = None,
@@ -92,11 +126,13 @@ def build_pipeline(
     batch_size: int = 32,
     training: bool = False,
     augment: AugmentConfig | None = None,
+    mirror: LabelMirror | None | str = "auto",
     shuffle: bool | None = None,
     shuffle_buffer: int = 4096,
     cache: bool | str = False,
     repeat: bool = False,
     drop_remainder: bool = False,
+    pk: tuple[int, int] | None = None,
     seed: int = 0,
     deterministic: bool = True,
     threads: int | None = None,
@@ -104,16 +140,27 @@ def build_pipeline(
     """Batches of ``(x, y)``: x one float32 (B, S, S, 3) tensor or a tuple of three (views),
     y the label vectors (``target="labels"``), identity indices (``"identity"``), or no y
     (``None``). ``augment`` applies only when ``training``; ``shuffle`` defaults to ``training``.
-    ``cache``: True keeps decoded images in memory, a path caches them in files there."""
+    A flip exchanges the labels that name a side (``mirror``: "auto" takes ``spec.label_mirror``).
+    ``cache``: True keeps decoded images in memory, a path caches them in files there.
+    ``pk=(p, k)``: P x K identity batches (batch size p * k) in an endless stream instead of
+    shuffled batches; give ``steps_per_epoch`` to ``fit``."""
     config = input_config or InputConfig()
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     samples = samples if samples is not None else spec.samples
     shuffle = training if shuffle is None else shuffle
     augment = modality_safe(augment, config.views) if training else None
+    if mirror == "auto":
+        mirror = spec.label_mirror
+    if target != "labels":
+        mirror = None
     buffer = max(1, min(shuffle_buffer, len(samples)))
 
-    dataset = source_dataset(spec, samples)
+    if pk is not None:
+        dataset = pk_source(spec, samples, *pk, seed=seed)
+        batch_size, shuffle, cache, repeat, drop_remainder = pk[0] * pk[1], False, False, False, True
+    else:
+        dataset = source_dataset(spec, samples)
     if shuffle and not cache:
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
@@ -132,7 +179,7 @@ def build_pipeline(
     if augment is not None:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda xy, s: (augment_image(xy[0], s, augment), xy[1]),
+            lambda xy, s: augment_example(xy[0], xy[1], s, augment, mirror),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=deterministic,
         )

@@ -9,6 +9,7 @@ vocabulary order, e.g. ``gender=male``); columns with more values become one out
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -83,6 +84,10 @@ class DatasetSpec:
     @property
     def label_names(self) -> list[str]:
         return label_names(self.label_columns)
+
+    @property
+    def label_mirror(self) -> "LabelMirror | None":
+        return label_mirror(self.label_columns)
 
     @property
     def num_classes(self) -> int:
@@ -178,3 +183,54 @@ def column_values(label_columns: dict[str, list[str]], labels: np.ndarray) -> di
         block = labels[:, s]
         out[column] = block[:, 0].astype(np.int64) if block.shape[1] == 1 else np.argmax(block, 1)
     return out
+
+
+_SIDES = re.compile(r"left|right", re.IGNORECASE)
+
+
+def _mirrored(value: str) -> str:
+    """``value`` with left and right exchanged (keeping case): ``"yaw_left" -> "yaw_right"``."""
+    def swap(match):
+        word = {"left": "right", "right": "left"}[match.group(0).lower()]
+        return word.upper() if match.group(0).isupper() else word.capitalize() if match.group(0)[0].isupper() else word
+    return _SIDES.sub(swap, value)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelMirror:
+    """What a horizontal flip does to a label vector:
+    ``y' = where(complement, 1 - y[permutation], y[permutation])``.
+
+    A column whose values name a side (``pose = left | right | frontal``) has its mirror
+    values swapped: two one-hot outputs exchange places, and a two-value column's single
+    indicator output becomes its complement."""
+
+    permutation: tuple[int, ...]
+    complement: tuple[bool, ...]
+    pairs: tuple[tuple[str, str], ...]
+
+    def apply(self, labels: np.ndarray) -> np.ndarray:
+        out = np.asarray(labels)[..., list(self.permutation)]
+        return np.where(np.asarray(self.complement), 1.0 - out, out).astype(np.asarray(labels).dtype)
+
+
+def label_mirror(label_columns: dict[str, list[str]]) -> LabelMirror | None:
+    """The mirror of the label vector, or None when no label names a side."""
+    slices = column_slices(label_columns)
+    width = sum(s.stop - s.start for s in slices.values())
+    permutation, complement, pairs = list(range(width)), [False] * width, []
+    for column, vocab in label_columns.items():
+        start = slices[column].start
+        for i, value in enumerate(vocab):
+            other = _mirrored(value)
+            if other == value or other not in vocab or vocab.index(other) < i:
+                continue
+            j = vocab.index(other)
+            if len(vocab) == 2:
+                complement[start] = True
+            else:
+                permutation[start + i], permutation[start + j] = start + j, start + i
+            pairs.append((f"{column}={value}", f"{column}={other}"))
+    if not pairs:
+        return None
+    return LabelMirror(tuple(permutation), tuple(complement), tuple(pairs))
