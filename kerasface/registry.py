@@ -1,4 +1,4 @@
-"""One registry type, one instance per kind: backbones, heads and losses are chosen by name.
+"""One registry type, one instance per kind: backbones, heads, losses and tasks are chosen by name.
 
     @BACKBONES.register("densenet121")
     def densenet121(input_shape, **kw): ...
@@ -49,3 +49,4 @@ class Registry:
 BACKBONES = Registry("backbone")
 HEADS = Registry("head")
 LOSSES = Registry("loss")
+TASKS = Registry("task")

@@ -7,12 +7,16 @@ from kerasface.train.runtime import resolve_runtime
 
 
 @pytest.mark.backend
-def test_auto_runtime_on_cpu_is_float32_without_xla():
+def test_auto_runtime_follows_the_measured_defaults_of_this_backend_and_device():
     runtime = resolve_runtime()
-    assert (runtime.accelerator, runtime.precision, runtime.jit_compile, runtime.num_replicas) == (
-        "cpu", "float32", False, 1)
-    assert runtime.global_batch_size(32) == 32
+    precision = {"tpu": "mixed_bfloat16", "gpu": "mixed_float16"}.get(runtime.accelerator, "float32")
+    assert runtime.precision == precision
+    # XLA: always on JAX (else every step runs op by op); on TensorFlow off on CPU only
+    assert runtime.jit_compile == (keras.backend.backend() == "jax" or runtime.accelerator != "cpu")
+    assert runtime.global_batch_size(32) == 32 * runtime.num_replicas
     assert resolve_runtime(jit_compile="on").jit_compile is True
+    assert resolve_runtime(jit_compile="off").jit_compile is False
+    assert resolve_runtime(mixed_precision="off").precision == "float32"
 
 
 @pytest.mark.backend

@@ -7,6 +7,7 @@ from kerasface.data.pipeline import InputConfig
 from kerasface.data.readers import read_image_folder
 from kerasface.data.stats import dataset_report
 from kerasface.train.benchmark import TrainBenchmark, run_train_benchmark
+from kerasface.train.runtime import resolve_runtime
 
 
 def test_dataset_report_counts_identities_and_names_the_broken_file(image_folder, snapshot):
@@ -25,13 +26,14 @@ def test_input_benchmark_reports_every_stage(image_folder):
     assert [r["stage"] for r in rows] == ["decode", "decode+resize+crops", "full training pipeline"]
     for row in rows:
         assert row["batches"] > 0
-        np.testing.assert_allclose(row["images_per_s"], row["batches_per_s"] * 4)
+        assert row["images"] == row["batches"] * 4  # counted from the batches: every one is full
 
 
 def test_train_benchmark_times_the_step_and_counts_parameters():
     bench = TrainBenchmark("vit", branches=2, image_size=16, batch_size=4, steps=2, warmup_steps=1,
                            backbone_kwargs=dict(patch_size=8, dim=8, depth=1, heads=1, dim_head=8, mlp_dim=8))
     row = run_train_benchmark(bench)
-    assert row["step_ms_median"] > 0 and row["peak_host_mib"] > 0
-    assert np.isclose(row["samples_per_s"], 4 / (row["step_ms_median"] / 1000), rtol=0.01)
-    assert row["jit_compile"] is False and row["mixed_precision"] == "float32"
+    assert row["optimizer_steps"] == 3  # warm-up and timed steps really trained
+    assert row["step_ms_median"] > 0 and row["samples_per_s"] > 0 and row["peak_host_mib"] > 0
+    auto = resolve_runtime()
+    assert (row["jit_compile"], row["mixed_precision"]) == (auto.jit_compile, auto.precision)

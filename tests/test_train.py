@@ -1,19 +1,22 @@
 import json
 import runpy
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
+
+REPO = Path(__file__).resolve().parents[1]
 from kerasface.export.run_export import export_run
 from kerasface.report import load_run_report
 from kerasface.data.readers import read_dataset
-from kerasface.train.branch_trainer import build_model, predict_split, train_branches
 from kerasface.train.callbacks import read_run_state
 from kerasface.train.config import TrainConfig, add_config_arguments, config_from_args
-from kerasface.train.tasks import task_for
+from kerasface.train.run import train
+from kerasface.train.tasks import create_task, predict_split
 
 TINY_VIT = dict(patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, dim_head=8, dropout=0.0, emb_dropout=0.0)
 
@@ -28,15 +31,15 @@ def tiny_config(demo_dir, out, **overrides):
     values = dict(backbone="vit", backbone_kwargs=TINY_VIT, data=str(demo_dir), image_size=32, batch_size=8,
                   epochs=2, out=str(out), run_id="run", tensorboard=False, learning_rate=1e-3)
     values.update(overrides)
-    return TrainConfig(**values)
+    return TrainConfig.from_dict(values)
 
 
 @pytest.fixture(scope="module")
 def finished_run(demo_dir, tmp_path_factory):
-    return train_branches(tiny_config(demo_dir, tmp_path_factory.mktemp("runs")), log=lambda *_: None)
+    return train(tiny_config(demo_dir, tmp_path_factory.mktemp("runs")), log=lambda *_: None)
 
 
-def test_run_writes_report_with_the_models_figures(finished_run):
+def test_run_writes_report_with_the_models_figures(finished_run, demo_dir):
     report = load_run_report(finished_run)
     model = keras.models.load_model(finished_run / "model.keras", safe_mode=True)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
@@ -45,7 +48,9 @@ def test_run_writes_report_with_the_models_figures(finished_run):
     assert len(report["history"]["loss"]) == 2 and len(report["history"]["val_loss"]) == 2
     assert set(report["results"]) == {"train", "validation", "test"}
     assert 0.0 <= report["results"]["test"]["binary_accuracy"] <= 1.0
-    assert sorted(report["roc"]) if "roc" in report else True
+    labels = read_dataset(demo_dir, verify="none")[1].label_names
+    assert set(report["label_auc"]) | set(report["skipped_labels"]) == set(labels)
+    assert all(0.0 <= auc <= 1.0 for auc in report["label_auc"].values())
     for name in ("report.md", "report.json", "config.json", "history.csv", "loss.png"):
         assert (finished_run / name).is_file(), name
     state = read_run_state(finished_run / "checkpoints")
@@ -71,7 +76,7 @@ class InterruptAt(keras.callbacks.Callback):
 def test_resume_continues_at_the_right_epoch_with_optimizer_state(demo_dir, tmp_path):
     config = tiny_config(demo_dir, tmp_path, epochs=3, validation_fraction=0.0)
     with pytest.raises(KeyboardInterrupt):
-        train_branches(config, log=lambda *_: None, callbacks=[InterruptAt(2)])
+        train(config, log=lambda *_: None, callbacks=[InterruptAt(2)])
     run_dir = tmp_path / "run"
     assert read_run_state(run_dir / "checkpoints")["epoch"] == 2
     assert not (run_dir / "model.keras").exists()
@@ -85,7 +90,7 @@ def test_resume_continues_at_the_right_epoch_with_optimizer_state(demo_dir, tmp_
         def on_epoch_begin(self, epoch, logs=None):
             seen.append(epoch)
 
-    train_branches(None, resume=run_dir, log=lambda *_: None, callbacks=[Record()])
+    train(resume=run_dir, log=lambda *_: None, callbacks=[Record()])
     assert seen == [2]
     final = keras.models.load_model(run_dir / "model.keras")
     assert int(final.optimizer.iterations.numpy()) == 3 * steps
@@ -97,7 +102,7 @@ def test_resume_continues_at_the_right_epoch_with_optimizer_state(demo_dir, tmp_
 @pytest.mark.parametrize("views,head", [("single", "concat"), ("crops-vertical", "vote")])
 def test_view_modes_and_heads_train(demo_dir, tmp_path, views, head):
     config = tiny_config(demo_dir, tmp_path, views=views, head=head, epochs=1, max_steps_per_epoch=2)
-    run_dir = train_branches(config, log=lambda *_: None)
+    run_dir = train(config, log=lambda *_: None)
     model = keras.models.load_model(run_dir / "model.keras")
     assert len(model.inputs) == (1 if views == "single" else 3)
     assert model.outputs[0].shape[-1] == 10
@@ -107,14 +112,13 @@ def test_view_modes_and_heads_train(demo_dir, tmp_path, views, head):
 def test_frozen_branch_is_unchanged_by_training(demo_dir, tmp_path):
     config = tiny_config(demo_dir, tmp_path, epochs=1, freeze_branches=[1], validation_fraction=0.0,
                          init_branches=None)
-    run_dir = train_branches(config, log=lambda *_: None)
+    run_dir = train(config, log=lambda *_: None)
     model = keras.models.load_model(run_dir / "model.keras")
     fresh = keras.models.load_model(run_dir / "model.keras")
     assert not model.get_layer("branch_1").trainable and model.get_layer("branch_0").trainable
     # the frozen branch equals the initial weights the run was built with (same seed)
     keras.utils.set_random_seed(config.seed)
-    task = task_for(read_dataset(demo_dir, verify="none")[1])
-    initial = build_model(config, task)
+    initial = create_task(config, read_dataset(demo_dir, verify="none")[1]).build_model()
     for before, after in zip(initial.get_layer("branch_1").weights, fresh.get_layer("branch_1").weights):
         np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
     changed = [not np.array_equal(np.asarray(b), np.asarray(a)) for b, a in
@@ -131,34 +135,222 @@ def test_export_matches_keras_model_in_fresh_process(finished_run, tmp_path):
     assert (tmp_path / "export" / "saved_model.pb").is_file()
 
 
-def test_config_file_and_flags(tmp_path):
+def test_config_sections_file_and_flags(tmp_path):
     import argparse
 
     path = tmp_path / "run.yaml"
-    path.write_text("backbone: resnet50\nepochs: 7\nlearning-rate: 0.001\n")
+    path.write_text("model:\n  backbone: resnet50\noptim:\n  epochs: 7\nlearning-rate: 0.001\n")
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    config = config_from_args(parser.parse_args(["--config", str(path), "--epochs", "2"]))
-    assert (config.backbone, config.epochs, config.learning_rate) == ("resnet50", 2, 0.001)
+    config = config_from_args(parser.parse_args(["--config", str(path), "--epochs", "2", "--data", "x.csv"]))
+    assert (config.model.backbone, config.optim.epochs, config.optim.learning_rate) == ("resnet50", 2, 0.001)
+    assert config.data.path == "x.csv"
+    assert TrainConfig.from_dict(config.to_dict()) == config
     path.write_text("backbone: resnet50\nepoch: 7\n")
-    with pytest.raises(ValueError, match="unknown setting"):
+    with pytest.raises(ValueError, match="unknown setting.*epoch"):
         config_from_args(parser.parse_args(["--config", str(path)]))
+    with pytest.raises(ValueError, match="unknown setting.*model.epochs"):
+        TrainConfig.from_dict({"model": {"epochs": 3}})
     with pytest.raises(ValueError, match="views"):
-        TrainConfig(views="diagonal")
+        TrainConfig.from_dict({"views": "diagonal"})
     with pytest.raises(ValueError, match="metric-learning"):
-        train_branches(TrainConfig(head="embedding", out=str(tmp_path / "runs")))
+        train(TrainConfig.from_dict({"head": "embedding", "out": str(tmp_path / "runs")}))
     assert not (tmp_path / "runs").exists()
 
 
-def test_dry_run_prints_seed_parameter_counts(monkeypatch, capsys):
+def test_adamw_weight_decay_zero_stays_zero():
+    from kerasface.train.config import OptimConfig
+    from kerasface.train.optimizers import make_optimizer
+
+    assert make_optimizer(OptimConfig(optimizer="adamw", weight_decay=0.0), 10).weight_decay == 0.0
+    assert make_optimizer(OptimConfig(optimizer="adamw", weight_decay=0.05), 10).weight_decay == 0.05
+    assert make_optimizer(OptimConfig(optimizer="adamw"), 10).weight_decay == 1e-4
+    assert make_optimizer(OptimConfig(optimizer="sgd", weight_decay=0.0), 10).weight_decay is None
+
+
+def test_dry_run_prints_seed_parameter_counts_from_any_folder(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KERASFACE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sys, "argv", ["train_branches.py", "--dry-run", "--backbone", "densenet121",
-                                      "--preset", "seed", "--image-size", "32"])
+                                      "--preset", "seed", "--image-size", "32", "--demo-identities", "4",
+                                      "--demo-images-per-identity", "2"])
     with pytest.raises(SystemExit) as exit_:
-        runpy.run_path("pipelines/train_branches.py", run_name="__main__")
+        runpy.run_path(str(REPO / "pipelines" / "train_branches.py"), run_name="__main__")
     assert exit_.value.code == 0
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("{")][-1]
     counts = json.loads(line)
     assert counts["trainable_params"] == 24_707_394 and counts["non_trainable_params"] == 250_944
+
+
+def test_dry_run_takes_the_outputs_from_the_dataset(image_folder):
+    from kerasface.train.run import dry_run
+
+    config = TrainConfig.from_dict(dict(task="identity", data=str(image_folder), backbone="vit",
+                                        backbone_kwargs=TINY_VIT, image_size=16, views="single"))
+    row = dry_run(config)
+    assert row["task"] == "identity" and row["layout"].endswith("Dense 3 softmax")
+
+
+class RecordLearningRate(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.rates = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.rates[epoch] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def test_resume_with_more_epochs_rebuilds_the_cosine_schedule(demo_dir, tmp_path):
+    config = tiny_config(demo_dir, tmp_path, epochs=2, lr_schedule="cosine", validation_fraction=0.0)
+    run_dir = train(config, log=lambda *_: None)
+    record = RecordLearningRate()
+    train(resume=run_dir, epochs=4, log=lambda *_: None, callbacks=[record])
+    base = config.optim.learning_rate
+    # after 2 of 4 epochs the cosine schedule is half way: lr = base * (1 + cos(pi / 2)) / 2
+    assert record.rates[2] == pytest.approx(base * 0.5, rel=1e-5)
+    assert record.rates[3] == pytest.approx(base * (1 + np.cos(np.pi * 3 / 4)) / 2, rel=1e-5)
+    report = load_run_report(run_dir)
+    assert "rebuilt at resume for 4 epochs" in report["card"]["notes"]
+    assert report["card"]["epochs"] == 4
+
+
+class WorseFromEpoch(keras.callbacks.Callback):
+    """Make the monitored metric worse from ``epoch`` on and keep the weights of each epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+        self.weights = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights[epoch + 1] = [np.array(w) for w in self.model.get_weights()]
+        logs["custom_metric"] = float(epoch)
+        if epoch >= self.epoch:
+            logs["val_loss"] = 1e9
+
+
+def test_model_and_test_metrics_come_from_the_best_checkpoint(demo_dir, tmp_path):
+    from kerasface.train.data import load_run_data, make_pipelines
+
+    config = tiny_config(demo_dir, tmp_path, epochs=2)
+    recorder = WorseFromEpoch(1)
+    run_dir = train(config, log=lambda *_: None, callbacks=[recorder])
+    report = load_run_report(run_dir)
+    assert report["card"]["best_epoch"] == 1 and report["card"]["epochs"] == 2
+    model = keras.models.load_model(run_dir / "model.keras")
+    for saved, best in zip(model.get_weights(), recorder.weights[1]):
+        np.testing.assert_array_equal(saved, best)
+    assert any(not np.array_equal(a, b) for a, b in zip(recorder.weights[1], recorder.weights[2]))
+    history = report["history"]
+    assert history["custom_metric"] == [0.0, 1.0]  # a user callback's metric reaches the CSV log
+    assert report["results"]["train"]["loss"] == pytest.approx(history["loss"][0])
+    data = load_run_data(config, progress=False)
+    task = create_task(config, data.spec)
+    pipelines, _ = make_pipelines(config, data, task, config.optim.batch_size)
+    expected, _ = task.evaluate(model, pipelines["test"])
+    assert report["results"]["test"]["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if self.params and self._epoch == 1 and batch == 0:
+            weight = self.model.trainable_weights[0]
+            weight.assign(np.full(weight.shape, np.nan, np.float32))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+
+def test_a_diverged_epoch_is_not_saved(demo_dir, tmp_path):
+    config = tiny_config(demo_dir, tmp_path, epochs=3, validation_fraction=0.0)
+    run_dir = train(config, log=lambda *_: None, callbacks=[PoisonWeights()])
+    state = read_run_state(run_dir / "checkpoints")
+    assert state["epoch"] == 1 and "epoch 2 diverged" in state["stopped"]
+    for name in ("checkpoints/last.keras", "model.keras"):
+        model = keras.models.load_model(run_dir / name)
+        assert all(np.isfinite(w).all() for w in model.get_weights()), name
+    report = load_run_report(run_dir)
+    assert "diverged" in report["card"]["notes"] and np.isfinite(report["results"]["test"]["loss"])
+
+
+def test_identity_classification_refuses_an_identity_split(image_folder, tmp_path):
+    config = TrainConfig.from_dict(dict(task="identity", split="identity", data=str(image_folder),
+                                        out=str(tmp_path / "runs")))
+    with pytest.raises(ValueError, match="0 accuracy on the test split by construction"):
+        train(config, log=lambda *_: None)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_attributes_task_on_an_image_folder_names_the_fix(image_folder, tmp_path):
+    config = TrainConfig.from_dict(dict(data=str(image_folder), out=str(tmp_path / "runs")))
+    with pytest.raises(ValueError, match="--task identity"):
+        train(config, log=lambda *_: None)
+
+
+class CountBatches(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+
+def test_identity_task_with_pk_batches(demo_dir, tmp_path):
+    from kerasface.data.identity_batches import pk_num_batches
+    from kerasface.train.data import load_run_data, make_pipelines
+
+    config = tiny_config(demo_dir, tmp_path, task="identity", sampler="pk", pk_identities=3, pk_images=2,
+                         views="single", epochs=1, validation_fraction=0.0)
+    data = load_run_data(config, progress=False)
+    task = create_task(config, data.spec)
+    pipelines, steps = make_pipelines(config, data, task, config.optim.batch_size)
+    assert steps == pk_num_batches(data.splits["train"].identity, 3, 2)
+    for _, identity in pipelines["train"].take(3):
+        ids, counts = np.unique(np.asarray(identity), return_counts=True)
+        assert len(ids) == 3 and (counts == 2).all()
+    counter = CountBatches()
+    run_dir = train(config, log=lambda *_: None, callbacks=[counter])
+    report = load_run_report(run_dir)
+    assert counter.steps == steps and report["card"]["task"] == "identity"
+    assert 0.0 <= report["results"]["test"]["accuracy"] <= 1.0
+
+
+@keras.saving.register_keras_serializable(package="kerasface_tests")
+class CountCalls(keras.layers.Layer):
+    """Identity layer that counts how often Python runs its ``call`` while training."""
+
+    calls = 0
+
+    def call(self, x, training=None):
+        if training:
+            type(self).calls += 1
+        return x
+
+
+@pytest.mark.backend
+def test_the_train_step_is_compiled_not_run_op_by_op(demo_dir, tmp_path):
+    """4 training steps run the model's Python code once or twice (tracing), not 4 times:
+    on JAX that needs jax.jit (jit_compile), on TensorFlow tf.function."""
+    from kerasface.registry import TASKS
+    from kerasface.train.tasks import AttributesTask
+
+    @TASKS.register("attributes-with-call-counter")
+    class Counted(AttributesTask):
+        def build_model(self):
+            inner = super().build_model()
+            inputs = [keras.Input(t.shape[1:], name=t.name) for t in inner.inputs]
+            counted = [CountCalls()(x) for x in inputs]
+            return keras.Model(inputs, inner(counted))
+
+    CountCalls.calls = 0
+    config = tiny_config(demo_dir, tmp_path, task="attributes-with-call-counter", epochs=1,
+                         max_steps_per_epoch=4, batch_size=4, validation_fraction=0.0)
+    run_dir = train(config, log=lambda *_: None)
+    card = load_run_report(run_dir)["card"]
+    if keras.backend.backend() == "jax":
+        assert card["jit_compile"] is True
+    assert 1 <= CountCalls.calls / 3 <= 2
 
 
 def test_best_checkpoint_keeps_its_content_when_last_is_replaced(tmp_path):
@@ -180,7 +372,7 @@ def test_modalities_view_trains_and_exports_from_photometric_tiles(tmp_path):
     config = DemoConfig(identities=4, images_per_identity=3, image_size=32, seed=4)
     demo = generate_demo_dataset(tmp_path / "demo", config, progress=False)
     build_modality_dataset(demo, tmp_path / "tiles", progress=False)
-    run_dir = train_branches(tiny_config(tmp_path / "tiles", tmp_path / "runs", views="modalities", epochs=1,
+    run_dir = train(tiny_config(tmp_path / "tiles", tmp_path / "runs", views="modalities", epochs=1,
                                          validation_fraction=0.0, image_size=16,
                                          backbone_kwargs={**TINY_VIT, "patch_size": 4}), log=lambda *_: None)
     model = keras.models.load_model(run_dir / "model.keras")
@@ -202,7 +394,7 @@ def test_predict_split_pads_the_short_last_batch_and_keeps_every_score():
 
 
 def test_seed_undersampling_of_the_training_split_is_reported(demo_dir, tmp_path):
-    from kerasface.train.branch_trainer import load_run_data
+    from kerasface.train.data import load_run_data
 
     plain = load_run_data(tiny_config(demo_dir, tmp_path), progress=False)
     data = load_run_data(tiny_config(demo_dir, tmp_path, undersample="seed"), progress=False)

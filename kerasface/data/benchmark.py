@@ -36,17 +36,23 @@ def stage_datasets(spec: DatasetSpec, config: InputConfig, batch_size: int, thre
     }
 
 
+def _batch_images(batch) -> int:
+    x = batch[0] if isinstance(batch, tuple) and len(batch) == 2 else batch
+    return int((x[0] if isinstance(x, tuple) else x).shape[0])
+
+
 def time_dataset(dataset: tf.data.Dataset, batch_size: int, seconds: float, warmup_batches: int = 5) -> dict:
+    """Batches and images (counted from the batches themselves) read in about ``seconds``."""
     iterator = iter(dataset)
     for _ in range(warmup_batches):
         next(iterator)
-    batches, start = 0, time.perf_counter()
+    batches, images, start = 0, 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        next(iterator)
+        images += _batch_images(next(iterator))
         batches += 1
     elapsed = time.perf_counter() - start
-    return {"images_per_s": batches * batch_size / elapsed, "batches_per_s": batches / elapsed,
-            "batches": batches, "seconds": elapsed}
+    return {"images_per_s": images / elapsed, "batches_per_s": batches / elapsed,
+            "batches": batches, "images": images, "seconds": elapsed}
 
 
 def benchmark_input(spec: DatasetSpec, config: InputConfig, batch_size: int = 32, seconds: float = 5.0,

@@ -8,7 +8,7 @@ import keras
 
 from kerasface.data.readers import read_dataset
 from kerasface.export.savedmodel import check_export_target, export_savedmodel, verify_export
-from kerasface.train.branch_trainer import dataset_path, load_run_config
+from kerasface.train.config import load_run_config
 
 
 def export_run(run_dir, out_dir, model_file: str = "model.keras", check_images: int = 8) -> dict:
@@ -21,8 +21,8 @@ def export_run(run_dir, out_dir, model_file: str = "model.keras", check_images: 
         raise FileNotFoundError(f"{model_path}: no model; did the run finish? (try --model checkpoints/last.keras)")
     check_export_target(out_dir)
     model = keras.models.load_model(model_path, safe_mode=True)
-    input_config = config.input_config()
+    input_config = config.data.input_config()
     export_savedmodel(model, input_config, out_dir)
-    _, spec = read_dataset(dataset_path(config), verify="none")
+    _, spec = read_dataset(config.data.resolved_path(), verify="none")
     paths = [str(p) for p in spec.samples.paths[:check_images]]
     return verify_export(out_dir, model, input_config, paths)

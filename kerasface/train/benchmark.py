@@ -48,7 +48,8 @@ def peak_memory() -> dict:
 
 def run_train_benchmark(bench: TrainBenchmark, seed: int = 0) -> dict:
     """Samples/s and step time of ``model.train_on_batch`` after ``warmup_steps`` (which include
-    compilation); the batches are random images and labels made once up front."""
+    compilation); the batches are random images and labels made once up front.
+    ``optimizer_steps`` is the optimizer's own count of the steps that ran."""
     runtime = resolve_runtime("auto", bench.mixed_precision, bench.jit_compile)
     keras.utils.set_random_seed(seed)
     shape = (bench.image_size, bench.image_size, 3)
@@ -81,5 +82,6 @@ def run_train_benchmark(bench: TrainBenchmark, seed: int = 0) -> dict:
         "step_ms_median": round(float(np.median(times)) * 1000, 1),
         "step_ms_mean": round(float(times.mean()) * 1000, 1),
         "samples_per_s": round(bench.batch_size / float(np.median(times)), 2),
+        "optimizer_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
         **peak_memory(),
     }

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from kerasface.fileio import atomic_path, link_or_copy_atomic, write_json_atomic
 
@@ -22,7 +23,8 @@ class RunCheckpoint(keras.callbacks.Callback):
     """After every epoch: ``last.keras`` (model and optimizer state), ``best.keras`` when
     ``monitor`` improves, and ``state.json`` with the number of finished epochs, each written
     to a temporary file and renamed, so an interruption never leaves a half-written checkpoint.
-    """
+    An epoch whose loss or weights are NaN or infinite is not saved: training stops and
+    ``state.json`` says why (``stopped``)."""
 
     def __init__(self, directory, monitor: str = "val_loss", mode: str = "min"):
         super().__init__()
@@ -39,10 +41,27 @@ class RunCheckpoint(keras.callbacks.Callback):
             return False
         return best is None or (value < best if self.mode == "min" else value > best)
 
+    def _non_finite(self, logs) -> str | None:
+        loss = logs.get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            return f"the training loss is {float(loss)}"
+        for weight in self.model.weights:
+            if not np.isfinite(keras.ops.convert_to_numpy(weight)).all():
+                return f"weight {weight.path} holds NaN or infinite values"
+        return None
+
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         self.directory.mkdir(parents=True, exist_ok=True)
+        problem = self._non_finite(logs)
+        if problem:
+            self.state["stopped"] = (f"epoch {epoch + 1} diverged ({problem}): its weights were not saved "
+                                     f"and training stopped; the checkpoints hold epoch {self.state['epoch']}")
+            self.model.stop_training = True
+            write_json_atomic(self.directory / STATE_FILE, self.state)
+            return
         save_model_atomic(self.model, self.directory / "last.keras")
+        self.state.pop("stopped", None)
         value = logs.get(self.monitor)
         value = None if value is None else float(value)
         if self._improved(value):
@@ -66,9 +85,9 @@ def standard_callbacks(run_dir, monitor: str, mode: str, early_stopping: int | N
                        tensorboard: bool = True, resume: bool = False) -> list:
     run_dir = Path(run_dir)
     callbacks = [
+        keras.callbacks.TerminateOnNaN(),
         RunCheckpoint(run_dir / "checkpoints", monitor=monitor, mode=mode),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
-        keras.callbacks.TerminateOnNaN(),
     ]
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))

@@ -1,11 +1,19 @@
-"""A branch-training run's configuration: one dataclass, filled from defaults, a YAML/JSON file
-and command-line flags (in that order of precedence, flags last)."""
+"""A run's configuration, in sections: data, model, optimisation and runtime.
+
+    config = TrainConfig.from_dict({"task": "attributes", "model": {"backbone": "resnet50"}})
+    config = TrainConfig.from_dict({"backbone": "resnet50", "epochs": 10})   # flat keys work too
+
+Settings come from the defaults, then a YAML/JSON file, then command-line flags (flags win).
+Every field has a unique name across the sections, so a flat key (``--image-size``,
+``image_size:``) names exactly one of them; ``data`` is the flat name of ``data.path``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 from kerasface.data.crops import VIEW_MODES
 from kerasface.data.pipeline import InputConfig
@@ -15,62 +23,51 @@ from kerasface.train.runtime import JIT_CHOICES, PRECISIONS, STRATEGIES
 SPLITS = ("sample", "identity")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "step")
+SAMPLERS = ("shuffle", "pk")
+FLIPS = ("auto", "off")
+CACHES = ("auto", "memory", "off")
+VERIFY = ("auto", "full", "header", "none")
+CONFIG_FILE = "config.json"
+
+
+def _choice(section, name: str, allowed) -> None:
+    if getattr(section, name) not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, got {getattr(section, name)!r}")
 
 
 @dataclasses.dataclass
-class TrainConfig:
-    backbone: str = "densenet121"
-    backbone_kwargs: dict = dataclasses.field(default_factory=dict)
-    preset: str | None = None
-    views: str = "crops-horizontal"
-    head: str = "concat"
-    vote: str = "mean"
-    shared_weights: bool = False
-    image_size: int = 48
-    crop_fraction: float = 0.875
-    resize_mode: str = "pad"
-    data: str | None = None
+class DataConfig:
+    """What is read and how it becomes batches."""
+
+    path: str | None = None
     skip_bad: bool = False
-    verify: str = "full"
+    verify: str = "auto"
     undersample: str | None = None
-    epochs: int = 6
-    batch_size: int = 32
-    optimizer: str = "adam"
-    learning_rate: float = 3e-4
-    lr_schedule: str = "constant"
-    weight_decay: float = 0.0
-    bn_momentum: float | None = 0.9
     split: str = "sample"
     test_fraction: float = 0.5
     validation_fraction: float = 0.1
+    image_size: int = 48
+    views: str = "crops-horizontal"
+    crop_fraction: float = 0.875
+    resize_mode: str = "pad"
     augment: bool = True
+    flip: str = "auto"
     max_rotation: float = 15.0
     noise_sigma: float = 0.05
-    freeze_branches: list[int] = dataclasses.field(default_factory=list)
-    init_branches: str | None = None
-    jit_compile: str = "auto"
-    mixed_precision: str = "auto"
-    strategy: str = "auto"
-    early_stopping: int | None = None
-    cache: bool = True
-    seed: int = 0
-    out: str = "reports"
-    run_id: str | None = None
+    cache: str = "auto"
+    sampler: str = "shuffle"
+    pk_identities: int = 8
+    pk_images: int = 4
     demo_identities: int = 40
     demo_images_per_identity: int = 20
-    max_steps_per_epoch: int | None = None
-    tensorboard: bool = True
 
     def __post_init__(self):
-        checks = [
-            ("views", VIEW_MODES), ("split", SPLITS), ("optimizer", OPTIMIZERS),
-            ("lr_schedule", LR_SCHEDULES), ("jit_compile", JIT_CHOICES),
-            ("mixed_precision", PRECISIONS), ("strategy", STRATEGIES),
-        ]
-        for name, allowed in checks:
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "image_size"):
+        if isinstance(self.cache, bool):
+            self.cache = "memory" if self.cache else "off"
+        for name, allowed in (("views", VIEW_MODES), ("split", SPLITS), ("flip", FLIPS), ("cache", CACHES),
+                              ("verify", VERIFY), ("sampler", SAMPLERS)):
+            _choice(self, name, allowed)
+        for name in ("image_size", "pk_identities", "pk_images", "demo_identities", "demo_images_per_identity"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.test_fraction < 1:
@@ -84,25 +81,152 @@ class TrainConfig:
         return InputConfig(self.image_size, self.views, self.crop_fraction, self.resize_mode)
 
     @property
-    def num_branches(self) -> int:
-        return 1 if self.views == "single" else 3
+    def num_views(self) -> int:
+        return self.input_config().num_views
+
+    def resolved_path(self) -> str:
+        """``path``, or the demo dataset (generated into the cache on first use)."""
+        if self.path:
+            return self.path
+        from kerasface.datasets.demo import DemoConfig, ensure_demo_dataset
+
+        demo = DemoConfig(identities=self.demo_identities, images_per_identity=self.demo_images_per_identity)
+        return str(ensure_demo_dataset(config=demo))
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The network: backbone per branch, how branches are joined, what is frozen or initialised."""
+
+    backbone: str = "densenet121"
+    backbone_kwargs: dict = dataclasses.field(default_factory=dict)
+    preset: str | None = None
+    head: str = "concat"
+    vote: str = "mean"
+    shared_weights: bool = False
+    freeze_branches: list[int] = dataclasses.field(default_factory=list)
+    init_branches: str | None = None
+    bn_momentum: float | None = 0.9
+
+
+@dataclasses.dataclass
+class OptimConfig:
+    """How long and how fast: epochs, batches, optimizer and learning-rate schedule."""
+
+    epochs: int = 6
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 3e-4
+    lr_schedule: str = "constant"
+    weight_decay: float | None = None
+    early_stopping: int | None = None
+    max_steps_per_epoch: int | None = None
+
+    def __post_init__(self):
+        _choice(self, "optimizer", OPTIMIZERS)
+        _choice(self, "lr_schedule", LR_SCHEDULES)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclasses.dataclass
+class RuntimeConfig:
+    """Where it runs: distribution strategy, mixed precision, XLA, determinism, logs."""
+
+    strategy: str = "auto"
+    mixed_precision: str = "auto"
+    jit_compile: str = "auto"
+    deterministic: bool = False
+    tensorboard: bool = True
+
+    def __post_init__(self):
+        _choice(self, "strategy", STRATEGIES)
+        _choice(self, "mixed_precision", PRECISIONS)
+        _choice(self, "jit_compile", JIT_CHOICES)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "runtime": RuntimeConfig}
+FLAT_ALIASES = {"data": "path"}
+
+
+def _section_of() -> dict[str, str]:
+    owner = {}
+    for section, cls in SECTIONS.items():
+        for field in dataclasses.fields(cls):
+            owner[field.name] = section
+    return owner
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One run: the task (``kerasface.train.tasks.TASKS``), its sections, seed and run folder."""
+
+    task: str = "attributes"
+    seed: int = 0
+    out: str = "reports"
+    run_id: str | None = None
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """From nested sections (``{"data": {...}}``), flat keys, or both; an unknown key is
+        refused with the known ones listed."""
+        top = {f.name for f in dataclasses.fields(cls)} - set(SECTIONS)
+        owner = _section_of()
+        kwargs: dict = {}
+        sections: dict[str, dict] = {name: {} for name in SECTIONS}
+        unknown = []
+        for key, value in values.items():
+            key = key.replace("-", "_")
+            if key in SECTIONS and isinstance(value, dict):
+                for name, inner in value.items():
+                    name = name.replace("-", "_")
+                    if owner.get(name) != key:
+                        unknown.append(f"{key}.{name}")
+                    sections[key][name] = inner
+            elif key in top:
+                kwargs[key] = value
+            elif FLAT_ALIASES.get(key, key) in owner:
+                name = FLAT_ALIASES.get(key, key)
+                sections[owner[name]][name] = value
+            else:
+                unknown.append(key)
         if unknown:
-            raise ValueError(f"{source}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
+            known = sorted(top | set(owner) | set(FLAT_ALIASES) - {"path"})
+            raise ValueError(f"{source}: unknown setting(s) {sorted(unknown)}; known: {known}")
+        for name, cls_ in SECTIONS.items():
+            kwargs[name] = cls_(**sections[name])
+        return cls(**kwargs)
+
+    def replace(self, **flat) -> "TrainConfig":
+        """A copy with flat settings changed (``config.replace(epochs=12)``)."""
+        values = self.to_dict()
+        merged = {k: v for k, v in values.items() if k not in SECTIONS}
+        for section in SECTIONS:
+            merged.update(values[section])
+        merged.update({FLAT_ALIASES.get(k, k): v for k, v in flat.items()})
+        return TrainConfig.from_dict(merged)
 
 
 def load_config_file(path) -> dict:
-    """Settings from a YAML or JSON file (keys as the long flags, with underscores)."""
-    values = read_settings_file(path, "config file")
-    return {k.replace("-", "_"): v for k, v in values.items()}
+    """Settings from a YAML or JSON file (nested sections or flat keys as the long flags)."""
+    return read_settings_file(path, "config file")
+
+
+def load_run_config(run_dir) -> TrainConfig:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no run configuration; is {run_dir} a run folder?")
+    return TrainConfig.from_dict(json.loads(path.read_text()), source=str(path))
 
 
 def json_object(text: str) -> dict:
@@ -116,64 +240,100 @@ def json_object(text: str) -> dict:
     return value
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per ``TrainConfig`` field; defaults are None so a config file can fill them."""
+def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None:
+    """One flag per setting; defaults are None so that a config file can fill them."""
     d = TrainConfig()
+    data, model, optim = d.data, d.model, d.optim
     a = parser.add_argument
-    a("--config", help="YAML or JSON file of settings (keys as these flags); flags override it")
-    a("--backbone", help=f"branch backbone by name (default {d.backbone}); see --list-backbones")
+    a("--config", help="YAML or JSON file of settings (sections data/model/optim/runtime, or flat keys "
+      "named as these flags); flags override it")
+    a("--task", choices=list(task_names) or None,
+      help=f"what the run learns (default {d.task}): attributes = multi-label attribute classification "
+           "from CSV label columns; identity = closed-set identity classification")
+    g = parser.add_argument_group("data")
+    a = g.add_argument
+    a("--data", help="image folder (identity sub-folders), CSV (path + label columns) or TFRecord "
+      "folder; default: the embedded demo dataset, generated once into the cache")
+    a("--skip-bad", action="store_true", default=None, help="leave out unusable files (listed) instead of failing")
+    a("--verify", choices=VERIFY, help="image check before training: auto (full decode up to 20,000 "
+      "images, header check above), full, header, none")
+    a("--undersample", help="'seed' for the notes' per-label factors, or a JSON/YAML undersampling config")
+    a("--split", choices=SPLITS, help="sample: stratified by identity; identity: disjoint identities")
+    a("--test-fraction", type=float, help=f"share of data held out for test (default {data.test_fraction})")
+    a("--validation-fraction", type=float,
+      help=f"share held out for validation (default {data.validation_fraction})")
+    a("--image-size", type=int, help=f"side of each model input view in pixels (default {data.image_size})")
+    a("--views", choices=VIEW_MODES,
+      help="model inputs: three crops (left/center/right or top/center/bottom), three modality panels "
+           f"of a photometric-stereo tile (see photometric_stereo.py), or one image (default {data.views})")
+    a("--crop-fraction", type=float, help=f"crop side / image side for crop views (default {data.crop_fraction})")
+    a("--resize-mode", choices=["pad", "stretch", "crop"], help="aspect handling (default pad)")
+    a("--no-augment", action="store_false", dest="augment", default=None, help="switch augmentation off")
+    a("--flip", choices=FLIPS, help="horizontal flip: auto (on; labels that name a side, such as "
+      "pose=left/right, are swapped with the image), off")
+    a("--max-rotation", type=float, help=f"augmentation rotation range in degrees (default {data.max_rotation})")
+    a("--noise-sigma", type=float, help="gaussian noise std as a fraction of the value range (default 0.05)")
+    a("--cache", choices=CACHES, help="keep decoded images in memory: auto (when they fit in 2 GiB), "
+      "memory, off")
+    a("--sampler", choices=SAMPLERS, help="training batches: shuffle, or pk (P identities x K images)")
+    a("--pk-identities", type=int, help=f"P of P x K batches (default {data.pk_identities})")
+    a("--pk-images", type=int, help=f"K of P x K batches (default {data.pk_images})")
+    a("--demo-identities", type=int, help=f"identities used from the demo data (default {data.demo_identities})")
+    a("--demo-images-per-identity", type=int,
+      help=f"images per identity in the demo data (default {data.demo_images_per_identity})")
+    g = parser.add_argument_group("model")
+    a = g.add_argument
+    a("--backbone", help=f"branch backbone by name (default {model.backbone}); see --list-backbones")
     a("--backbone-kwargs", type=json_object, metavar="JSON",
       help='extra backbone options as a JSON object, e.g. \'{"patch_size": 16, "dim": 256}\' for vit')
     a("--preset", choices=["seed"], help="the research notes' exact layout (include_top "
       "backbones, concat -> Dense 256 ReLU -> Dense N sigmoid); default: pooled features")
-    a("--views", choices=VIEW_MODES,
-      help="model inputs: three crops (left/center/right or top/center/bottom), three modality panels "
-           f"of a photometric-stereo tile (see photometric_stereo.py), or one image (default {d.views})")
-    a("--head", help=f"how branches are joined: concat, vote, embedding (default {d.head})")
+    a("--head", help=f"how branches are joined: concat, vote, embedding (default {model.head})")
     a("--vote", choices=["mean", "sum", "learned"], help="vote head combination (default mean)")
     a("--shared-weights", action="store_true", default=None, help="one backbone for every branch")
-    a("--image-size", type=int, help=f"side of each model input view in pixels (default {d.image_size})")
-    a("--crop-fraction", type=float, help=f"crop side / image side for crop views (default {d.crop_fraction})")
-    a("--resize-mode", choices=["pad", "stretch", "crop"], help="aspect handling (default pad)")
-    a("--data", help="image folder (identity sub-folders), CSV (path + label columns) or TFRecord "
-      "folder; default: the embedded demo dataset, generated once into the cache")
-    a("--skip-bad", action="store_true", default=None, help="leave out unusable files (listed) instead of failing")
-    a("--verify", choices=["full", "header", "none"], help="image check before training (default full)")
-    a("--undersample", help="'seed' for the notes' per-label factors, or a JSON/YAML undersampling config")
-    a("--epochs", type=int, help=f"epochs (default {d.epochs})")
-    a("--batch-size", type=int, help=f"batch size per replica (default {d.batch_size})")
-    a("--optimizer", choices=OPTIMIZERS, help=f"optimizer (default {d.optimizer})")
-    a("--learning-rate", "--lr", type=float, dest="learning_rate", help=f"learning rate (default {d.learning_rate})")
-    a("--lr-schedule", choices=LR_SCHEDULES, help="constant, cosine decay, or x0.1 steps at 1/2 and 3/4")
-    a("--weight-decay", type=float, help="weight decay for adamw/sgd (default 0)")
-    a("--bn-momentum", type=float, help="batch-norm moving-average momentum (default 0.9, PyTorch's; "
-      "Keras's 0.99 needs hundreds of steps before evaluation statistics settle)")
-    a("--split", choices=SPLITS, help="sample: stratified by identity; identity: disjoint identities")
-    a("--test-fraction", type=float, help=f"share of data held out for test (default {d.test_fraction})")
-    a("--validation-fraction", type=float, help=f"share held out for validation (default {d.validation_fraction})")
-    a("--no-augment", action="store_false", dest="augment", default=None, help="switch augmentation off")
-    a("--max-rotation", type=float, help=f"augmentation rotation range in degrees (default {d.max_rotation})")
-    a("--noise-sigma", type=float, help="gaussian noise std as a fraction of the value range (default 0.05)")
     a("--freeze-branches", type=int, nargs="*", help="indices of branches whose weights stay fixed")
     a("--init-branches", help="a run folder or .keras file of an earlier run to initialise branches from")
-    a("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (on for GPU/TPU, off on CPU), on, off")
-    a("--mixed-precision", choices=PRECISIONS, help="auto (bf16 TPU, fp16 GPU, off CPU), off, float16, bfloat16")
-    a("--strategy", choices=STRATEGIES, help="distribution strategy (default auto)")
+    a("--bn-momentum", type=float, help="batch-norm moving-average momentum (default 0.9, PyTorch's; "
+      "Keras's 0.99 needs hundreds of steps before evaluation statistics settle)")
+    g = parser.add_argument_group("optimisation")
+    a = g.add_argument
+    a("--epochs", type=int, help=f"epochs (default {optim.epochs})")
+    a("--batch-size", type=int, help=f"batch size per replica (default {optim.batch_size})")
+    a("--optimizer", choices=OPTIMIZERS, help=f"optimizer (default {optim.optimizer})")
+    a("--learning-rate", "--lr", type=float, dest="learning_rate",
+      help=f"learning rate (default {optim.learning_rate})")
+    a("--lr-schedule", choices=LR_SCHEDULES, help="constant, cosine decay to 0 over the run, or x0.1 "
+      "steps at 1/2 and 3/4 of it")
+    a("--weight-decay", type=float, help="weight decay (default: 1e-4 for adamw, none for sgd and adam; "
+      "0 means none)")
     a("--early-stopping", type=int, help="stop after this many epochs without validation improvement")
-    a("--no-cache", action="store_false", dest="cache", default=None, help="do not keep decoded images in memory")
+    a("--max-steps-per-epoch", type=int, help="cap on training steps per epoch (quick checks)")
+    g = parser.add_argument_group("runtime")
+    a = g.add_argument
+    a("--strategy", choices=STRATEGIES, help="distribution strategy (default auto)")
+    a("--mixed-precision", choices=PRECISIONS, help="auto (bf16 TPU, fp16 GPU, off CPU), off, float16, bfloat16")
+    a("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (see README: on for GPU, TPU and JAX, off for "
+      "TensorFlow on CPU), on, off")
+    a("--deterministic", action="store_true", default=None,
+      help="deterministic ops (TensorFlow op determinism): two runs with one seed give identical figures")
+    a("--no-tensorboard", action="store_false", dest="tensorboard", default=None, help="no TensorBoard logs")
+    g = parser.add_argument_group("run")
+    a = g.add_argument
     a("--seed", type=int, help="seed for splits, shuffling, augmentation and weights (default 0)")
     a("--out", help="folder that receives the run folder (default reports)")
     a("--run-id", help="name of the run folder (default: backbone, views and time)")
-    a("--demo-identities", type=int, help=f"identities used from the demo data (default {d.demo_identities})")
-    a("--demo-images-per-identity", type=int, help="images per identity in the demo data (default 20)")
-    a("--max-steps-per-epoch", type=int, help="cap on training steps per epoch (quick checks)")
-    a("--no-tensorboard", action="store_false", dest="tensorboard", default=None, help="no TensorBoard logs")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = load_config_file(args.config) if getattr(args, "config", None) else {}
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for name, value in vars(args).items():
-        if name in fields and value is not None:
-            values[name] = value
-    return TrainConfig.from_dict(values, source=getattr(args, "config", None) or "flags")
+    known = set(_section_of()) | set(FLAT_ALIASES) | {f.name for f in dataclasses.fields(TrainConfig)}
+    flat = {k: v for k, v in vars(args).items() if v is not None and k in known}
+    merged = dict(values)
+    for key, value in flat.items():
+        name = FLAT_ALIASES.get(key, key)
+        section = _section_of().get(name)
+        if section and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], name: value}
+        else:
+            merged[key] = value
+    return TrainConfig.from_dict(merged, source=getattr(args, "config", None) or "flags")

@@ -3,12 +3,16 @@
 auto choices: TPU (through ``TPUClusterResolver``, as on Kaggle and Colab) when one answers,
 ``MirroredStrategy`` for several GPUs, the default strategy otherwise; on JAX,
 ``keras.distribution.DataParallel`` over several devices. Mixed precision: bfloat16 on TPU,
-float16 on GPU, off on CPU. XLA (``jit_compile``): on for GPU and TPU, off on CPU, where it
-bought nothing here and cost twice the warm-up and memory (3x DenseNet121 at 48x48, batch 32,
-2 cores: 36.7 vs 36.4 samples/s, 153 vs 80 s warm-up, 6.5 vs 3.2 GB peak host memory).
+float16 on GPU, off on CPU. XLA (``jit_compile``), decided per backend from the README's
+measurements: on JAX always (without ``jax.jit`` every step runs op by op: 17x slower for a
+small model on CPU); on TensorFlow on for GPU and TPU and off on CPU, where it bought nothing
+and cost twice the warm-up and memory (3x DenseNet121 at 48x48, batch 32, 2 cores: 36.7 vs
+36.4 samples/s, 153 vs 80 s warm-up, 6.5 vs 3.2 GB peak host memory) or ran five times slower
+(ResNet50, EfficientNetV2S).
 
-The dtype policy is set only inside ``Runtime.scope()`` and restored on exit, so models built
-afterwards in the same process are not affected.
+The dtype policy and the JAX distribution are set only inside ``Runtime.scope()`` and restored
+on exit, so models built afterwards in the same process are not affected: build, compile,
+``fit`` and predict all inside it.
 """
 
 from __future__ import annotations
@@ -148,6 +152,23 @@ def _jax_distribution(name: str):
     return None, "default", device, accelerator, 1
 
 
+def auto_jit_compile(backend: str, accelerator: str) -> bool:
+    """XLA for ``--jit-compile auto`` (see the module docstring for the measurements)."""
+    if backend == "jax":
+        return True
+    return accelerator != "cpu"
+
+
+def enable_determinism(seed: int) -> None:
+    """Seed Python, NumPy and the backend, and make TensorFlow's ops deterministic (a
+    process-wide switch of TensorFlow; JAX on CPU is deterministic already)."""
+    keras.utils.set_random_seed(seed)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
 def resolve_runtime(strategy: str = "auto", mixed_precision: str = "auto", jit_compile: str = "auto") -> Runtime:
     for value, allowed, flag in (
         (strategy, STRATEGIES, "strategy"),
@@ -169,6 +190,6 @@ def resolve_runtime(strategy: str = "auto", mixed_precision: str = "auto", jit_c
         precision = {"tpu": "mixed_bfloat16", "gpu": "mixed_float16"}.get(accelerator, "float32")
     else:
         precision = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[mixed_precision]
-    jit = accelerator != "cpu" if jit_compile == "auto" else jit_compile == "on"
+    jit = auto_jit_compile(backend, accelerator) if jit_compile == "auto" else jit_compile == "on"
     return Runtime(backend, strategy_name, device, accelerator, replicas, precision, jit,
                    strategy=tf_strategy, distribution=distribution)

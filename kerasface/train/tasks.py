@@ -1,64 +1,245 @@
-"""What a run learns: its target, output layer, loss and metrics, chosen from the data.
+"""What a run learns, as plugins of the one trainer (``kerasface.train.run.train``).
 
-attributes: the multi-label task (one sigmoid per label output, binary cross-entropy, binary
-accuracy and per-label AUC), for CSV data with label columns;
-identity: closed-set classification of identities (softmax, sparse cross-entropy, top-1 and
-top-5 accuracy), for image folders without labels.
+A task owns its model, how labels reach it, its sampler, loss and metrics, its evaluation of a
+split, its report fields and its own callbacks; the trainer owns what every task shares
+(runtime, checkpoints, resume, history, report). Tasks are chosen by name from ``TASKS``:
+
+- ``attributes``: multi-label attributes from CSV label columns (one sigmoid per output,
+  binary cross-entropy, binary accuracy and per-label ROC AUC);
+- ``identity``: closed-set identity classification (softmax over the training identities,
+  sparse cross-entropy, top-1 and top-5 accuracy).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable
+from pathlib import Path
 
 import keras
+import numpy as np
 
-from kerasface.data.spec import DatasetSpec
+from kerasface.data.crops import VIEW_NAMES
+from kerasface.data.spec import DatasetSpec, Samples
+from kerasface.errors import BadInputError
+from kerasface.models import build_branch_model, init_branches_from, seed_preset
+from kerasface.registry import TASKS
+from kerasface.train.config import TrainConfig
 
 
-@dataclasses.dataclass
 class Task:
-    name: str
-    target: str
-    num_outputs: int
-    output_activation: str
-    output_names: list[str]
-    loss: Callable[[], keras.losses.Loss]
-    metrics: Callable[[], list]
-    monitor: str = "val_loss"
-    mode: str = "min"
+    """Base class: a multi-branch classifier over ``config.data.views``.
+
+    Subclasses set ``name``, ``target`` (the record field that becomes y: "labels" or
+    "identity"), ``output_activation``, and the loss and metrics."""
+
+    name = "task"
+    target = "labels"
+    output_activation = "sigmoid"
+    monitor = "val_loss"
+    mode = "min"
+
+    def __init__(self, config: TrainConfig, spec: DatasetSpec):
+        self.config = config
+        self.spec = spec
+
+    # what the task is trained on
+    @property
+    def output_names(self) -> list[str]:
+        raise NotImplementedError
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.output_names)
+
+    @classmethod
+    def check_config(cls, config: TrainConfig) -> None:
+        """Refuse settings this task cannot train, before any data is read."""
+        if config.model.head == "embedding":
+            raise ValueError(
+                "head 'embedding' gives L2-normalised embeddings, which train with a metric-learning "
+                f"loss (triplet, ArcFace, ...), not with the {cls.name} task; build it with --dry-run, "
+                "or train with --head concat or vote")
+
+    def check_data(self, splits: dict[str, Samples]) -> None:
+        """Refuse data this task cannot learn from, naming the file and the fix."""
+
+    # how data reaches the model
+    def sampler(self) -> tuple[int, int] | None:
+        """None for shuffled batches, or (P, K) for P x K identity batches."""
+        data = self.config.data
+        return (data.pk_identities, data.pk_images) if data.sampler == "pk" else None
+
+    def model_io(self, x, y):
+        """(model inputs, targets) of a batch; a margin head takes ``((images, labels), labels)``."""
+        return x, y
+
+    # the model
+    def build_model(self) -> keras.Model:
+        return build_branch_network(self.config, self.num_outputs, self.output_activation)
+
+    def loss(self) -> keras.losses.Loss:
+        raise NotImplementedError
+
+    def metrics(self) -> list:
+        raise NotImplementedError
+
+    def callbacks(self, run_dir: Path, pipelines: dict) -> list:
+        """Callbacks of the task; they run before checkpointing, CSV logging and early stopping,
+        so a metric they log can be monitored."""
+        return []
+
+    # evaluation and report
+    def evaluate(self, model: keras.Model, dataset) -> tuple[dict[str, float], dict]:
+        """Loss and metrics of ``model`` over a whole split from one predict pass, and the
+        report fields of that split."""
+        y_true, y_score = predict_split(model, dataset)
+        results = {"loss": float(self.loss()(y_true, y_score))}
+        for metric in self.metrics():
+            metric.update_state(y_true, y_score)
+            results[metric.name] = float(metric.result())
+        return results, self.report_fields(y_true, y_score)
+
+    def report_fields(self, y_true: np.ndarray, y_score: np.ndarray) -> dict:
+        return {}
+
+    def layout(self) -> str:
+        return layout_text(self.config, self.num_outputs, self.output_activation)
 
 
-def attribute_task(spec: DatasetSpec) -> Task:
-    num = spec.num_labels
-    return Task(
-        name="attributes",
-        target="labels",
-        num_outputs=num,
-        output_activation="sigmoid",
-        output_names=spec.label_names,
-        loss=lambda: keras.losses.BinaryCrossentropy(),
-        metrics=lambda: [
-            keras.metrics.BinaryAccuracy(name="binary_accuracy"),
-            keras.metrics.AUC(name="auc", multi_label=True, num_labels=num),
-        ],
+@TASKS.register("attributes")
+class AttributesTask(Task):
+    name = "attributes"
+    target = "labels"
+    output_activation = "sigmoid"
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.spec.label_names
+
+    def check_data(self, splits):
+        if not self.spec.num_labels:
+            raise BadInputError(
+                f"{self.spec.source}: no attribute label columns; the attributes task needs a CSV with a "
+                "'path' column and label columns (or a folder holding attributes.csv); to classify the "
+                "identities of an image folder use --task identity")
+        single = {c: v for c, v in self.spec.label_columns.items() if len(v) < 2}
+        if single:
+            column, values = next(iter(single.items()))
+            raise BadInputError(
+                f"{self.spec.source}: label column {column!r} holds one value only ({values[0]!r}); an "
+                "attribute needs at least two values to learn; drop the column or add examples of the others")
+
+    def loss(self):
+        return keras.losses.BinaryCrossentropy()
+
+    def metrics(self):
+        return [keras.metrics.BinaryAccuracy(name="binary_accuracy"),
+                keras.metrics.AUC(name="auc", multi_label=True, num_labels=self.num_outputs)]
+
+    def report_fields(self, y_true, y_score):
+        return {"roc": {label: (y_true[:, j], y_score[:, j]) for j, label in enumerate(self.output_names)}}
+
+
+@TASKS.register("identity")
+class IdentityTask(Task):
+    name = "identity"
+    target = "identity"
+    output_activation = "softmax"
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.spec.class_names
+
+    def check_data(self, splits):
+        if self.config.data.split == "identity":
+            raise ValueError(
+                "--split identity puts different identities in the training and test splits, so a "
+                "classifier over the training identities scores 0 accuracy on the test split by "
+                "construction; use --split sample for identity classification (open-set verification "
+                "on unseen identities belongs to the recognition task)")
+        if (self.spec.samples.identity < 0).any():
+            raise BadInputError(f"{self.spec.source}: some samples have no identity; the identity task "
+                                "needs an identity per image (image sub-folders, or an 'identity' CSV column)")
+        if self.spec.num_classes < 2:
+            raise BadInputError(
+                f"{self.spec.source}: one identity only ({self.spec.class_names[:1]}); identity "
+                "classification needs at least two identity folders")
+
+    def loss(self):
+        return keras.losses.SparseCategoricalCrossentropy()
+
+    def metrics(self):
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, self.num_outputs), name="top5_accuracy")]
+
+
+def create_task(config: TrainConfig, spec: DatasetSpec) -> Task:
+    return TASKS.get(config.task)(config, spec)
+
+
+def build_branch_network(config: TrainConfig, num_outputs: int, output_activation: str) -> keras.Model:
+    """The multi-branch model of ``config.model`` over ``config.data.views``."""
+    model_config, data = config.model, config.data
+    shape = (data.image_size, data.image_size, 3)
+    branches = data.num_views
+    if model_config.preset == "seed":
+        kwargs = seed_preset(model_config.backbone, shape)
+        kwargs.update(num_outputs=num_outputs, output_activation=output_activation, num_branches=branches)
+    else:
+        kwargs = dict(backbone=model_config.backbone, num_branches=branches, head=model_config.head,
+                      num_outputs=num_outputs, input_shape=shape, backbone_kwargs=model_config.backbone_kwargs,
+                      output_activation=output_activation, vote=model_config.vote)
+    model = build_branch_model(
+        **kwargs, shared_weights=model_config.shared_weights, frozen_branches=model_config.freeze_branches,
+        input_names=VIEW_NAMES[data.views] if branches > 1 else None,
     )
+    if model_config.init_branches:
+        source = Path(model_config.init_branches)
+        if source.is_dir():
+            source = next((p for p in (source / "model.keras", source / "checkpoints" / "best.keras")
+                           if p.is_file()), source / "model.keras")
+        init_branches_from(model, str(source))
+    if model_config.bn_momentum is not None:
+        set_batchnorm_momentum(model, model_config.bn_momentum)
+    return model
 
 
-def identity_task(spec: DatasetSpec) -> Task:
-    return Task(
-        name="identity",
-        target="identity",
-        num_outputs=spec.num_classes,
-        output_activation="softmax",
-        output_names=spec.class_names,
-        loss=lambda: keras.losses.SparseCategoricalCrossentropy(),
-        metrics=lambda: [
-            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, spec.num_classes), name="top5_accuracy"),
-        ],
-    )
+def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
+    """Set the moving-average momentum of every BatchNormalization layer, nested ones included."""
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"batch-norm momentum must lie in [0, 1), got {momentum}")
+
+    def walk(layer):
+        for child in getattr(layer, "layers", []):
+            yield child
+            yield from walk(child)
+
+    layers = [l for l in walk(model) if isinstance(l, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.momentum = momentum
+    return len(layers)
 
 
-def task_for(spec: DatasetSpec) -> Task:
-    return attribute_task(spec) if spec.num_labels else identity_task(spec)
+def layout_text(config: TrainConfig, num_outputs: int, output_activation: str) -> str:
+    model_config, n = config.model, config.data.num_views
+    inputs = f"{n} images" if n > 1 else "1 image"
+    branch = f"{n}x {model_config.backbone}" if n > 1 else model_config.backbone
+    branch += " (include_top)" if model_config.preset == "seed" else " (pooled)"
+    head = {"concat": "concat -> Dense 256 ReLU", "vote": f"vote ({model_config.vote})",
+            "embedding": "concat -> Dense -> L2"}.get(model_config.head, model_config.head)
+    return f"{inputs} -> {branch} -> {head} -> Dense {num_outputs} {output_activation}"
+
+
+def predict_split(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and scores of every batch; a short last batch is padded to the first batch's size
+    so that the predict function is traced once (and splits evenly across replicas)."""
+    ys, scores, full = [], [], None
+    for x, y in dataset:
+        views = [np.asarray(v) for v in (x if isinstance(x, (tuple, list)) else (x,))]
+        n = int(views[0].shape[0])
+        full = full or n
+        if n < full:
+            views = [np.concatenate([v, np.zeros((full - n, *v.shape[1:]), v.dtype)]) for v in views]
+        score = model.predict_on_batch(views if len(views) > 1 else views[0])
+        scores.append(np.asarray(score, np.float32)[:n])
+        ys.append(np.asarray(y))
+    return np.concatenate(ys), np.concatenate(scores)

@@ -1,0 +1,88 @@
+"""A run's data: read the dataset, split it, undersample the training part, build the batches."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from kerasface.data.augment import AugmentConfig
+from kerasface.data.balance import SEED_UNDERSAMPLING, load_undersampling_config, undersample, undersample_table
+from kerasface.data.pipeline import build_pipeline, choose_cache
+from kerasface.data.readers import read_dataset
+from kerasface.data.spec import DatasetSpec, Samples
+from kerasface.data.splits import split_samples
+from kerasface.train.config import TrainConfig
+
+
+@dataclasses.dataclass
+class RunData:
+    spec: DatasetSpec
+    splits: dict[str, Samples]
+    notes: list[str]
+
+
+def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
+    """Read the dataset (the demo data when ``config.data.path`` is None), split it and
+    undersample the training part."""
+    data, notes = config.data, []
+    _, spec = read_dataset(data.resolved_path(), skip_bad=data.skip_bad, verify=data.verify, progress=progress)
+    if spec.skipped:
+        notes.append(f"skipped {len(spec.skipped)} unusable input(s); see the dataset summary")
+    parts = split_samples(spec, mode=data.split, test_fraction=data.test_fraction,
+                          validation_fraction=data.validation_fraction, seed=config.seed)
+    names = ("train", "validation", "test") if len(parts) == 3 else ("train", "test")
+    splits = dict(zip(names, parts))
+    if data.undersample:
+        settings = ({"factors": SEED_UNDERSAMPLING} if data.undersample == "seed"
+                    else load_undersampling_config(data.undersample))
+        settings.setdefault("seed", config.seed)
+        before = splits["train"]
+        splits["train"] = undersample(spec, before, **settings)
+        notes.append("undersampled the training split:\n" + undersample_table(before, splits["train"], spec))
+        if len(splits["train"]) == 0:
+            raise ValueError(f"--undersample {data.undersample} left no training samples")
+        if len(splits["train"]) < len(before) / 4:
+            notes.append(f"warning: undersampling kept {len(splits['train'])} of {len(before)} training samples; "
+                         "factors compound, each column acting on what the columns before it kept; "
+                         "give factors for fewer columns, or a target_ratio")
+    return RunData(spec, splits, notes)
+
+
+def make_pipelines(config: TrainConfig, data: RunData, task, global_batch: int, replicas: int = 1,
+                   first_epoch: int = 0) -> tuple[dict, int]:
+    """Batched pipelines per split and the training steps per epoch. A resumed run
+    (``first_epoch`` > 0) shuffles and augments under a seed of its own, not the first epochs'
+    again. With several replicas the training batches all have the global size."""
+    settings = config.data
+    augment = None
+    if settings.augment:
+        augment = AugmentConfig(max_rotation=settings.max_rotation, noise_sigma=settings.noise_sigma,
+                                flip=settings.flip != "off")
+    input_config = settings.input_config()
+    pk = task.sampler()
+    pipelines = {}
+    for name, samples in data.splits.items():
+        training = name == "train"
+        dataset = build_pipeline(
+            data.spec, samples, input_config=input_config, target=task.target, batch_size=global_batch,
+            training=training, augment=augment, cache=choose_cache(settings.cache, len(samples), input_config),
+            pk=pk if training else None, drop_remainder=training and replicas > 1, seed=config.seed + first_epoch,
+        )
+        pipelines[name] = dataset.map(task.model_io)
+    if pk is not None:
+        from kerasface.data.identity_batches import pk_num_batches
+
+        steps = pk_num_batches(data.splits["train"].identity, *pk)
+    elif replicas > 1:
+        steps = len(data.splits["train"]) // global_batch
+    else:
+        steps = math.ceil(len(data.splits["train"]) / global_batch)
+    if steps < 1:
+        raise ValueError(f"{len(data.splits['train'])} training samples make no full batch of {global_batch} "
+                         f"across {replicas} replicas; lower --batch-size")
+    cap = config.optim.max_steps_per_epoch
+    if cap:
+        steps = min(steps, cap)
+        if pk is None:
+            pipelines["train"] = pipelines["train"].take(steps)
+    return pipelines, steps

@@ -1,0 +1,214 @@
+"""The one trainer: config + task -> run folder.
+
+    run_dir = train(TrainConfig.from_dict({"task": "attributes", "backbone": "densenet121"}))
+    train(resume=run_dir, epochs=12)
+
+What every task shares lives here: runtime (strategy, precision, XLA), checkpoints, resume,
+history and report; the task (``kerasface.train.tasks``) brings its model, sampler, loss,
+metrics, evaluation and callbacks. A run lives in ``<out>/<run-id>/``: ``config.json``,
+``checkpoints/`` (``last.keras`` every epoch, ``best.keras`` on improvement, ``state.json``),
+``history.csv``, ``tensorboard/``, ``model.keras`` (the best checkpoint) and the report
+(``report.md``, ``report.json``, plots).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from kerasface.data.readers import read_dataset
+from kerasface.fileio import link_or_copy_atomic, write_json_atomic
+from kerasface.train.callbacks import read_run_state, standard_callbacks
+from kerasface.train.config import CONFIG_FILE, TrainConfig, load_run_config
+from kerasface.train.data import load_run_data, make_pipelines
+from kerasface.train.optimizers import make_optimizer, rebuild_schedule
+from kerasface.train.runtime import enable_determinism, resolve_runtime
+from kerasface.train.tasks import create_task
+from kerasface.registry import TASKS
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite before any epoch could be checkpointed."""
+
+
+def parameter_counts(model: keras.Model) -> dict[str, int]:
+    count = lambda weights: int(sum(np.prod(w.shape) for w in weights))
+    return {"trainable_params": count(model.trainable_weights),
+            "non_trainable_params": count(model.non_trainable_weights)}
+
+
+def history_from_csv(path: Path) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
+    missing = ("", "NA", None)  # CSVLogger writes "NA" for a metric an epoch did not log
+    history = {k: [math.nan if r[k] in missing else float(r[k]) for r in rows] for k in keys}
+    return {k: v for k, v in history.items() if not all(math.isnan(x) for x in v)}
+
+
+def new_run_dir(config: TrainConfig) -> Path:
+    run_id = config.run_id or f"{config.model.backbone}-{config.data.views}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(config.out) / run_id
+    if (run_dir / CONFIG_FILE).exists():
+        raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume {run_dir}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def dry_run(config: TrainConfig) -> dict:
+    """Build the model as a run would (outputs from the dataset's labels), print its summary
+    and return its parameter counts."""
+    _, spec = read_dataset(config.data.resolved_path(), verify="none")
+    task = create_task(config, spec)
+    if task.num_outputs == 0:
+        task.check_data({})
+    runtime = resolve_runtime(config.runtime.strategy, config.runtime.mixed_precision, config.runtime.jit_compile)
+    with runtime.scope():
+        model = task.build_model()
+    model.summary()
+    return {"model": model.name, "task": task.name, "layout": task.layout(), **parameter_counts(model)}
+
+
+def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None = None, log=print,
+          callbacks=()) -> Path:
+    """Train one run (or, with ``resume``, continue it, for ``epochs`` in all when given);
+    returns the run folder. ``callbacks`` run after the task's and before checkpointing, CSV
+    logging and early stopping."""
+    started = time.perf_counter()
+    notes: list[str] = []
+    if resume is not None:
+        run_dir = Path(resume)
+        config = load_run_config(run_dir)
+        state = read_run_state(run_dir / "checkpoints") or {"epoch": 0}
+        planned = config.optim.epochs
+        if epochs is not None and epochs != planned:
+            config = config.replace(epochs=epochs)
+        if state["epoch"] >= config.optim.epochs:
+            raise ValueError(f"{run_dir} has trained {state['epoch']} epoch(s) of {config.optim.epochs}; "
+                             f"pass --epochs N with N > {state['epoch']} to train further")
+    else:
+        config = config or TrainConfig()
+        state, planned = {"epoch": 0}, config.optim.epochs
+    TASKS.get(config.task).check_config(config)
+    seed = config.seed + state["epoch"]
+    if config.runtime.deterministic:
+        enable_determinism(seed)
+    else:
+        keras.utils.set_random_seed(seed)
+
+    data = load_run_data(config)
+    task = create_task(config, data.spec)
+    task.check_data(data.splits)
+    if resume is None:
+        run_dir = new_run_dir(config)
+    write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+    for note in data.notes:
+        log(note)
+    runtime = resolve_runtime(config.runtime.strategy, config.runtime.mixed_precision, config.runtime.jit_compile)
+    global_batch = runtime.global_batch_size(config.optim.batch_size)
+    log(f"{data.spec.source}: {len(data.spec.samples)} images, task {task.name} "
+        f"({task.num_outputs} outputs); split " + ", ".join(f"{k} {len(v)}" for k, v in data.splits.items()))
+    log("runtime: " + json.dumps(runtime.describe()))
+
+    checkpoints = run_dir / "checkpoints"
+    with runtime.scope():
+        pipelines, steps = make_pipelines(config, data, task, global_batch, runtime.num_replicas, state["epoch"])
+        if state["epoch"] > 0 and (checkpoints / "last.keras").is_file():
+            model = keras.models.load_model(checkpoints / "last.keras")
+            log(f"resuming {run_dir} after epoch {state['epoch']}")
+            if config.optim.epochs != planned and rebuild_schedule(model.optimizer, config.optim, steps):
+                notes.append(f"{config.optim.lr_schedule} learning-rate schedule rebuilt at resume for "
+                             f"{config.optim.epochs} epochs (it was planned for {planned})")
+                log(notes[-1])
+        else:
+            state = {"epoch": 0}
+            model = task.build_model()
+            runtime.compile(model, make_optimizer(config.optim, steps), task.loss(), task.metrics())
+        counts = parameter_counts(model)
+        log(f"{model.name}: {counts['trainable_params']:,} trainable, "
+            f"{counts['non_trainable_params']:,} non-trainable")
+
+        monitor = task.monitor if "validation" in pipelines else "loss"
+        run_callbacks = (task.callbacks(run_dir, pipelines) + list(callbacks)
+                         + standard_callbacks(run_dir, monitor, task.mode, config.optim.early_stopping,
+                                              tensorboard=config.runtime.tensorboard, resume=state["epoch"] > 0))
+        fit_start = time.perf_counter()
+        try:
+            model.fit(pipelines["train"], validation_data=pipelines.get("validation"), epochs=config.optim.epochs,
+                      initial_epoch=state["epoch"], steps_per_epoch=steps if task.sampler() else None,
+                      callbacks=run_callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+        except KeyboardInterrupt:
+            log(f"interrupted; continue with: kerasface-train-branches --resume {run_dir}")
+            raise
+        fit_time = time.perf_counter() - fit_start
+
+        final = read_run_state(checkpoints, {})
+        if not final.get("epoch"):
+            raise TrainingDiverged(
+                f"{run_dir}: the loss became NaN or infinite in the first epoch, so no checkpoint was "
+                "saved; lower --learning-rate or check the inputs")
+        if final.get("stopped"):
+            notes.append(final["stopped"])
+            log(final["stopped"])
+        best_epoch = final.get("best_epoch") or final["epoch"]
+        best = checkpoints / ("best.keras" if final.get("best_epoch") else "last.keras")
+        link_or_copy_atomic(best, run_dir / "model.keras")
+        if best_epoch != final["epoch"] or model.stop_training:
+            model = keras.models.load_model(best)
+        history = history_from_csv(run_dir / "history.csv")
+        results = {"train": {k: v[best_epoch - 1] for k, v in history.items()
+                             if not k.startswith("val_") and len(v) >= best_epoch}}
+        if "validation" in pipelines:
+            results["validation"] = {k[4:]: v[best_epoch - 1] for k, v in history.items()
+                                     if k.startswith("val_") and len(v) >= best_epoch}
+        results["test"], fields = task.evaluate(model, pipelines["test"])
+
+    card = {
+        "run_id": run_dir.name,
+        "task": task.name,
+        "base_model": config.model.backbone,
+        "layout": task.layout(),
+        **counts,
+        "split": {"mode": config.data.split,
+                  **{k: round(len(v) / len(data.spec.samples), 4) for k, v in data.splits.items()}},
+        "optimizer": config.optim.optimizer,
+        "learning_rate": config.optim.learning_rate,
+        "lr_schedule": config.optim.lr_schedule,
+        "batch_size": global_batch,
+        "epochs": len(next(iter(history.values()), [])) or config.optim.epochs,
+        "planned_epochs": config.optim.epochs,
+        "best_epoch": best_epoch,
+        "monitor": monitor,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "fit_time_s": round(fit_time, 1),
+        "device": runtime.device,
+        "backend": runtime.backend,
+        "strategy": runtime.strategy_name,
+        "replicas": runtime.num_replicas,
+        "jit_compile": runtime.jit_compile,
+        "mixed_precision": runtime.precision,
+        "deterministic": config.runtime.deterministic,
+        "image_size": config.data.image_size,
+        "views": config.data.views,
+        "head": config.model.head if config.model.preset != "seed" else "concat (seed preset)",
+        "seed": config.seed,
+        "dataset": data.spec.source,
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+    }
+    if notes:
+        card["notes"] = "; ".join(notes)
+    from kerasface.report import write_run_report
+
+    write_run_report(run_dir, card, history, results, fields.get("roc"))
+    log(f"report: {run_dir / 'report.md'}")
+    return run_dir
