@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from kerasface.cli import benchmark_input, common, data_stats, export, make_demo_data, photometric_stereo
+from kerasface.cli import (benchmark_input, common, data_stats, export, make_demo_data, photometric_stereo,
+                           train_branches)
 from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
 from kerasface.export.savedmodel import check_export_target
 
@@ -41,6 +42,7 @@ def runs(tmp_path_factory):
         "data_stats": ["data_stats.py", "--data", str(missing)],
         "benchmark_input": ["benchmark_input.py", "--data", str(missing)],
         "benchmark_train": ["benchmark_train.py", "--backbone", "no-such-net"],
+        "train_branches": ["train_branches.py", "--data", str(missing), "--out", str(where / "runs")],
         "debug": ["data_stats.py", "--data", str(missing), "--debug"],
     }
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -63,6 +65,7 @@ def runs(tmp_path_factory):
     ("photometric_stereo", "missing: no such folder"),
     ("data_stats", "missing: no such file or folder"),
     ("benchmark_input", "missing: no such file or folder"),
+    ("train_branches", "missing: no such file or folder"),
     ("benchmark_train", "unknown backbone 'no-such-net'; choose one of: "),
 ])
 def test_bad_input_gives_one_error_line_and_status_1(runs, name, named):
@@ -107,6 +110,32 @@ def test_empty_and_wrong_inputs_name_the_path(tmp_path, capsys):
         assert main(argv) == 1, argv
         assert _only_error_line(capsys.readouterr().err).startswith(expected), argv
     assert not (tmp_path / "o").exists() and not (tmp_path / "x").exists()
+
+
+def test_training_on_unusable_data_names_the_file_and_the_fix(tmp_path, capsys, image_folder):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (tmp_path / "labels.csv").write_text("file,identity\nperson_0/0.png,a\n")
+    one = tmp_path / "one" / "only_person"
+    one.mkdir(parents=True)
+    for name in ("0.png", "1.png"):
+        (one / name).write_bytes((image_folder / "person_0" / "0.png").read_bytes())
+    single = tmp_path / "single.csv"
+    single.write_text("path,identity,glasses\n" + "".join(
+        f"{image_folder / 'person_0' / f}," + f"a,yes\n" for f in ("0.png", "3.png")))
+    runs = ["--out", str(tmp_path / "runs")]
+    cases = [
+        (["--data", str(empty)], f"error: {empty}: no images found"),
+        (["--data", str(tmp_path / "labels.csv")], f"error: {tmp_path / 'labels.csv'}: no column 'path'"),
+        (["--data", str(tmp_path / "one"), "--task", "identity"],
+         f"error: {tmp_path / 'one'}: one identity only (['only_person']); identity classification needs"),
+        (["--data", str(single)], f"error: {single}: label column 'glasses' holds one value only ('yes')"),
+        (["--data", str(image_folder)], f"error: {image_folder}: no attribute label columns"),
+    ]
+    for argv, expected in cases:
+        assert train_branches.main(argv + runs) == 1, argv
+        assert _only_error_line(capsys.readouterr().err).startswith(expected), argv
+    assert not (tmp_path / "runs").exists()
 
 
 def test_happy_paths(tmp_path, capsys, image_folder, snapshot):

@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import tensorflow as tf
 
+from kerasface.progress import progress_bar
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 RESIZE_MODES = ("pad", "stretch", "crop")
 
@@ -158,6 +160,4 @@ def _undecodable(paths: list[str], progress: bool) -> list[str]:
 
 
 def _progress(total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, leave=False)
+    return progress_bar(total=total, desc=desc, enabled=enabled, leave=False)

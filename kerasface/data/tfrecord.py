@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasface.errors import BadInputError
+from kerasface.progress import progress_bar
 from kerasface.fileio import atomic_path, write_text_atomic
 from kerasface.data.spec import DatasetSpec, Samples
 
@@ -42,15 +43,13 @@ def write_tfrecords(spec: DatasetSpec, out_dir, num_shards: int = 4, samples: Sa
                     progress: bool = True) -> Path:
     """Write ``samples`` (default: all of ``spec``) into ``out_dir``; each shard goes to a
     temporary name first and is renamed when complete, ``spec.json`` last."""
-    from tqdm.auto import tqdm
-
     samples = samples if samples is not None else spec.samples
     out_dir = Path(out_dir).expanduser().resolve()
     if (out_dir / TFRECORD_SPEC).exists():
         raise FileExistsError(f"{out_dir}: already holds a TFRecord dataset ({TFRECORD_SPEC})")
     out_dir.mkdir(parents=True, exist_ok=True)
     num_shards = max(1, min(num_shards, len(samples)))
-    bar = tqdm(total=len(samples), desc="writing TFRecords", unit="img", disable=not progress)
+    bar = progress_bar(total=len(samples), desc="writing TFRecords", enabled=progress)
     for shard in range(num_shards):
         name = f"shard-{shard:05d}-of-{num_shards:05d}.tfrecord"
         with atomic_path(out_dir / name) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:

@@ -41,9 +41,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 import kerasface
+from kerasface.progress import progress_bar
 
 GENERATOR = "kerasface.datasets.demo"
 GENERATOR_VERSION = 1
@@ -777,9 +777,8 @@ def _write_identity(root: Path, config: DemoConfig, index: int, lights: np.ndarr
 def _write_dataset(root: Path, config: DemoConfig, progress: bool) -> None:
     lights = photometric_lights(config.num_lights) if config.photometric else None
     rows = []
-    with tqdm(
-        total=config.identities * config.images_per_identity, desc="demo dataset", unit="img", disable=not progress
-    ) as bar:
+    with progress_bar(total=config.identities * config.images_per_identity, desc="demo dataset",
+                      enabled=progress) as bar:
         for index in range(config.identities):
             rows.extend(_write_identity(root, config, index, lights))
             bar.update(config.images_per_identity)

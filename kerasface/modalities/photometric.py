@@ -28,9 +28,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm.auto import tqdm
 
 from kerasface.data.spec import Skipped
+from kerasface.progress import progress_bar
 from kerasface.fileio import atomic_path, write_text_atomic
 
 MODALITIES = ("albedo", "normal", "depth")
@@ -314,7 +314,7 @@ def build_modality_dataset(
         stale.unlink()
     summary = ModalitySummary(out_dir, skipped=skipped)
     built, reasons = set(), {}
-    for identity, n, folder in tqdm(samples, desc="modality tiles", unit="img", disable=not progress):
+    for identity, n, folder in progress_bar(samples, desc="modality tiles", enabled=progress):
         target = out_dir / "images" / identity / f"{n}.png"
         if not overwrite and _is_tile(target):
             summary.reused += 1
