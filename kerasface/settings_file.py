@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -24,3 +25,14 @@ def read_settings_file(path, what: str = "settings file") -> dict:
     if not isinstance(values, dict):
         raise ValueError(f"{what} {path}: expected a mapping, got {type(values).__name__}")
     return values
+
+
+def json_object(text: str) -> dict:
+    """argparse type: a JSON object (``{...}``)."""
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({error})") from error
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
+    return value

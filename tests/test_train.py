@@ -404,3 +404,35 @@ def test_seed_undersampling_of_the_training_split_is_reported(demo_dir, tmp_path
     assert f"{len(plain.splits['train'])} -> {len(data.splits['train'])} samples" in table
     warned = any(note.startswith("warning: undersampling kept") for note in data.notes)
     assert warned == (len(data.splits["train"]) < len(plain.splits["train"]) / 4)
+
+
+DETERMINISM = r"""
+import sys
+from pathlib import Path
+from kerasface.train.config import TrainConfig
+from kerasface.train.run import train
+
+demo, out = sys.argv[1], Path(sys.argv[2])
+for run_id in ("a", "b"):
+    train(TrainConfig.from_dict(dict(
+        backbone="vit", data=demo, image_size=32, batch_size=8, epochs=2, out=str(out), run_id=run_id,
+        tensorboard=False, learning_rate=1e-3, deterministic=True,
+        backbone_kwargs=dict(patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, dim_head=8))), log=lambda *_: None)
+"""
+
+
+def test_deterministic_runs_give_identical_figures(demo_dir, tmp_path):
+    """In a process of its own: op determinism is a process-wide switch of TensorFlow."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", DETERMINISM, str(demo_dir), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = (load_run_report(tmp_path / run_id) for run_id in ("a", "b"))
+    assert a["history"] == b["history"] and a["results"] == b["results"]
+    assert load_run_report(tmp_path / "a")["card"]["deterministic"] is True
+    for x, y in zip(keras.models.load_model(tmp_path / "a" / "model.keras").get_weights(),
+                    keras.models.load_model(tmp_path / "b" / "model.keras").get_weights()):
+        np.testing.assert_array_equal(x, y)

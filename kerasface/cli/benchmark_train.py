@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from kerasface.cli.common import add_debug_argument, cli_main, non_negative_int, positive_int
-from kerasface.train.config import json_object
+from kerasface.settings_file import json_object
 
 
 @cli_main

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kerasface.data.crops import VIEW_MODES
 from kerasface.data.pipeline import InputConfig
-from kerasface.settings_file import read_settings_file
+from kerasface.settings_file import json_object, read_settings_file
 from kerasface.train.runtime import JIT_CHOICES, PRECISIONS, STRATEGIES
 
 SPLITS = ("sample", "identity")
@@ -227,17 +227,6 @@ def load_run_config(run_dir) -> TrainConfig:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no run configuration; is {run_dir} a run folder?")
     return TrainConfig.from_dict(json.loads(path.read_text()), source=str(path))
-
-
-def json_object(text: str) -> dict:
-    """argparse type: a JSON object (``{...}``)."""
-    try:
-        value = json.loads(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not valid JSON: {text!r} ({error})") from error
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}}, got {text!r}")
-    return value
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None:
