@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import shutil
 import uuid
@@ -75,8 +74,3 @@ def jsonable(value):
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value
-
-
-def round_half_up(x: float) -> int:
-    """Nearest integer, halves rounded up (Python's ``round`` rounds them to even)."""
-    return int(math.floor(x + 0.5))

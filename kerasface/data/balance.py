@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
-from kerasface.fileio import round_half_up
+from kerasface.rounding import round_half_up
 from kerasface.data.spec import DatasetSpec, Samples, column_values
 from kerasface.settings_file import read_settings_file
 

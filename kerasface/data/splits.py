@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from kerasface.fileio import round_half_up
+from kerasface.rounding import round_half_up
 from kerasface.data.spec import DatasetSpec, Samples, column_values
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 CARD_KEYS = (
     "run_id", "task", "base_model", "layout", "trainable_params", "non_trainable_params",
     "split", "optimizer", "learning_rate", "batch_size", "epochs", "wall_time_s",
-    "data_time_s", "device", "backend", "jit_compile", "mixed_precision", "image_size",
+    "fit_time_s", "device", "backend", "jit_compile", "mixed_precision", "image_size",
     "views", "head", "seed", "command",
 )  # fmt: skip
 
@@ -25,6 +25,7 @@ FIELD_LABELS = {
     "batch_size": "batch size",
     "wall_time_s": "wall time",
     "data_time_s": "data-loading time",
+    "fit_time_s": "time in fit",
     "jit_compile": "XLA (jit_compile)",
     "mixed_precision": "mixed precision",
     "image_size": "image size",

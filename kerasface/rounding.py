@@ -1,0 +1,8 @@
+"""Rounding the way counts are rounded in the research notes' tables."""
+
+import math
+
+
+def round_half_up(x: float) -> int:
+    """Nearest integer, halves rounded up (Python's ``round`` rounds them to even)."""
+    return int(math.floor(x + 0.5))
