@@ -436,3 +436,31 @@ def test_deterministic_runs_give_identical_figures(demo_dir, tmp_path):
     for x, y in zip(keras.models.load_model(tmp_path / "a" / "model.keras").get_weights(),
                     keras.models.load_model(tmp_path / "b" / "model.keras").get_weights()):
         np.testing.assert_array_equal(x, y)
+
+
+@keras.saving.register_keras_serializable(package="kerasface_tests")
+class HalfLabels(keras.layers.Layer):
+    def call(self, scores, labels):
+        return 0.5 * scores + 0.5 * labels
+
+
+def test_a_task_can_feed_the_labels_to_its_model(demo_dir, tmp_path):
+    """model_io gives the model ((views, labels), labels), as margin heads need: a model whose
+    output is 0.5 * sigmoid + 0.5 * label scores every test label right."""
+    from kerasface.registry import TASKS
+    from kerasface.train.tasks import AttributesTask
+
+    @TASKS.register("attributes-with-labels-in")
+    class LabelsIn(AttributesTask):
+        def model_io(self, x, y):
+            return (x, y), y
+
+        def build_model(self):
+            inner = super().build_model()
+            views = [keras.Input(t.shape[1:], name=t.name) for t in inner.inputs]
+            labels = keras.Input((self.num_outputs,), name="labels")
+            return keras.Model([*views, labels], HalfLabels()(inner(views), labels))
+
+    config = tiny_config(demo_dir, tmp_path, task="attributes-with-labels-in", epochs=1, validation_fraction=0.0)
+    report = load_run_report(train(config, log=lambda *_: None))
+    assert report["results"]["test"]["binary_accuracy"] == 1.0

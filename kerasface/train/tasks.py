@@ -231,10 +231,11 @@ def layout_text(config: TrainConfig, num_outputs: int, output_activation: str) -
 
 def predict_split(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Targets and scores of every batch; a short last batch is padded to the first batch's size
-    so that the predict function is traced once (and splits evenly across replicas)."""
+    so that the predict function is traced once (and splits evenly across replicas). Nested
+    inputs (``((views, labels), labels)`` from ``Task.model_io``) reach the model flattened."""
     ys, scores, full = [], [], None
     for x, y in dataset:
-        views = [np.asarray(v) for v in (x if isinstance(x, (tuple, list)) else (x,))]
+        views = [np.asarray(v) for v in keras.tree.flatten(x)]
         n = int(views[0].shape[0])
         full = full or n
         if n < full:
