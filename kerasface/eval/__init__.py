@@ -1,0 +1,2 @@
+"""Evaluation: pair sets, embeddings, verification (LFW protocol), identification, attribute
+metrics, and a training callback."""
