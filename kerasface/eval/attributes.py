@@ -1,0 +1,80 @@
+"""Attribute metrics of a multi-label model over one split.
+
+The label vector follows ``kerasface.data.spec``: a two-value column is one 0/1 output, a column
+of C > 2 values is C one-hot outputs (``column_slices``). Reported:
+
+- ``accuracy``: binary accuracy over every output at ``threshold`` (Keras ``BinaryAccuracy``);
+- ``label_auc``: ROC AUC of each output (``kerasface.report.roc``; an output whose targets hold
+  one class is skipped, with the reason);
+- ``column_accuracy``: per column, thresholded accuracy (two values) or argmax accuracy (C values);
+- ``column_auc``: per column, the output's AUC (two values) or the one-vs-rest macro AUC: the
+  mean of AUC(value vs the rest) over the values that occur in some but not all targets (equal to
+  ``roc_auc_score(multi_class="ovr", average="macro")`` on softmax scores when every value occurs;
+  the values left out are in ``skipped`` with the reason).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from kerasface.errors import BadInputError
+
+
+@dataclasses.dataclass
+class AttributeMetrics:
+    accuracy: float
+    label_auc: dict[str, float]
+    column_accuracy: dict[str, float]
+    column_auc: dict[str, float]
+    skipped: dict[str, str]
+
+    @property
+    def mean_auc(self) -> float | None:
+        """Mean of the column AUCs (None when none could be measured)."""
+        return float(np.mean(list(self.column_auc.values()))) if self.column_auc else None
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "mean_auc": self.mean_auc}
+
+
+def attribute_metrics(y_true, y_score, label_columns: dict[str, list[str]] | None = None,
+                      threshold: float = 0.5) -> AttributeMetrics:
+    """Metrics of scores ``y_score`` (N, L) against 0/1 targets ``y_true`` (N, L); without
+    ``label_columns`` every output is its own two-value column ``label_<j>``."""
+    from kerasface.data.spec import column_slices, label_names
+    from kerasface.report.roc import label_rocs
+
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if y_true.ndim == 1:
+        y_true, y_score = y_true[:, None], y_score.reshape(len(y_score), -1)
+    if y_true.shape != y_score.shape or y_true.ndim != 2:
+        raise BadInputError(f"y_true {y_true.shape} and y_score {y_score.shape}: expected two (samples, labels) arrays")
+    if label_columns is None:
+        label_columns = {f"label_{j}": ["0", "1"] for j in range(y_true.shape[1])}
+    names = label_names(label_columns)
+    slices = column_slices(label_columns)
+    if len(names) != y_true.shape[1]:
+        raise BadInputError(f"the label columns give {len(names)} outputs but the arrays have {y_true.shape[1]}")
+
+    curves, skipped = label_rocs({name: (y_true[:, j], y_score[:, j]) for j, name in enumerate(names)})
+    label_auc = {name: curves[name].auc for name in names if name in curves}
+    column_accuracy, column_auc = {}, {}
+    for column, s in slices.items():
+        truth, scores = y_true[:, s], y_score[:, s]
+        if truth.shape[1] == 1:
+            column_accuracy[column] = float(np.mean((scores[:, 0] >= threshold) == (truth[:, 0] >= 0.5)))
+            name = names[s.start]
+            if name in label_auc:
+                column_auc[column] = label_auc[name]
+            continue
+        column_accuracy[column] = float(np.mean(np.argmax(scores, 1) == np.argmax(truth, 1)))
+        measured = [label_auc[names[j]] for j in range(s.start, s.stop) if names[j] in label_auc]
+        if measured:
+            column_auc[column] = float(np.mean(measured))
+        else:
+            skipped[column] = "no value of the column has both positive and negative samples"
+    accuracy = float(np.mean((y_score >= threshold) == (y_true >= 0.5)))
+    return AttributeMetrics(accuracy, label_auc, column_accuracy, column_auc, skipped)
