@@ -1,5 +1,7 @@
-"""Backbones (by name), our ViT, multi-branch models with their heads, and the seed layouts."""
+"""Backbones (by name), our ViT, face-recognition embedding networks (IResNet, IR-SE,
+MobileFaceNet), multi-branch models with their heads, and the seed layouts."""
 
+import kerasface.models.seresnet  # noqa: F401  (registers seresnet18/34)
 from kerasface.models.backbones import create_backbone, list_backbones
 from kerasface.models.branches import (
     branch_models,
@@ -8,7 +10,9 @@ from kerasface.models.branches import (
     set_branch_trainable,
 )
 from kerasface.models.heads import VOTE_MODES
+from kerasface.models.iresnet import build_ir_network
 from kerasface.models.layers import ImagePreprocessing, L2Normalize
+from kerasface.models.mobilefacenet import build_mobilefacenet
 from kerasface.models.presets import build_seed_model, seed_preset
 from kerasface.models.vit import build_vit
 
@@ -18,6 +22,8 @@ __all__ = [
     "VOTE_MODES",
     "branch_models",
     "build_branch_model",
+    "build_ir_network",
+    "build_mobilefacenet",
     "build_seed_model",
     "build_vit",
     "create_backbone",
