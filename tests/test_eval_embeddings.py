@@ -93,6 +93,7 @@ def test_keras_file_and_run_folder(photos, tiny_model, tmp_path):
     assert not np.allclose(padded, stretched_, atol=1e-3)  # the left half is not square: pad differs
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export needs TensorFlow")
 def test_savedmodel_serving_default_gives_the_keras_embeddings(photos, tiny_model, tmp_path):
     from kerasface.data.pipeline import InputConfig
     from kerasface.export.savedmodel import export_savedmodel
