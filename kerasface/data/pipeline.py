@@ -77,6 +77,10 @@ def source_dataset(spec: DatasetSpec, samples: Samples | None = None) -> tf.data
         if len(samples) != len(spec.samples):
             dataset = select_samples(dataset, samples)
         return dataset
+    if spec.storage == "recordio":
+        from kerasface.data.recordio import recordio_dataset
+
+        return recordio_dataset(spec, samples)
     return samples_dataset(samples).map(
         lambda r: {"image": tf.io.read_file(r["path"]), "identity": r["identity"], "labels": r["labels"]},
         num_parallel_calls=tf.data.AUTOTUNE,

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasface.data.decode import IMAGE_EXTENSIONS, find_bad_images, is_image_name
+from kerasface.data.recordio import IDX_NAME, REC_NAME, read_recordio
 from kerasface.data.spec import DatasetSpec, Samples, Skipped, encode_labels
 from kerasface.data.tfrecord import TFRECORD_SPEC, read_tfrecords
 from kerasface.errors import BadInputError
@@ -227,11 +228,16 @@ def read_csv(
 
 def read_dataset(path, **kwargs) -> tuple[tf.data.Dataset, DatasetSpec]:
     """Pick the reader from what ``path`` is: a CSV file, a TFRecord folder (``spec.json``
-    beside ``*.tfrecord`` shards) or an image folder. A folder holding ``attributes.csv``
+    beside ``*.tfrecord`` shards), an MXNet RecordIO pack (a folder holding ``train.rec`` /
+    ``train.idx``, or a ``.rec`` file) or an image folder. A folder holding ``attributes.csv``
     (such as the demo dataset) is read through that CSV."""
     path = Path(path).expanduser()
     if path.is_file() and path.suffix.lower() == ".csv":
         return read_csv(path, **kwargs)
+    if (path.is_file() and path.suffix.lower() == ".rec") or (
+            path.is_dir() and ((path / REC_NAME).is_file() or (path / IDX_NAME).is_file())):
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("verify", "skip_bad", "progress")}
+        return read_recordio(path, **kwargs)
     if path.is_dir() and (path / TFRECORD_SPEC).is_file():
         kwargs = {k: v for k, v in kwargs.items() if k not in ("verify", "skip_bad", "progress")}
         return read_tfrecords(path, **kwargs)
@@ -243,4 +249,5 @@ def read_dataset(path, **kwargs) -> tuple[tf.data.Dataset, DatasetSpec]:
         return read_image_folder(folder, **kwargs)
     if not path.exists():
         raise BadInputError(f"{path}: no such file or folder")
-    raise BadInputError(f"{path}: not a dataset; expected an image folder, a CSV file or a TFRecord folder")
+    raise BadInputError(f"{path}: not a dataset; expected an image folder, a CSV file, a TFRecord folder "
+                        "or a RecordIO pack")

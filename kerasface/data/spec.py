@@ -33,7 +33,8 @@ class Skipped:
 class Samples:
     """Parallel arrays, one entry per sample.
 
-    paths: absolute file paths (or ``shard#index`` for TFRecord samples).
+    paths: absolute file paths (or ``shard#index`` for TFRecord samples, ``<rec path>#<key>``
+    for RecordIO samples).
     identity: index into ``DatasetSpec.class_names``; -1 where unknown.
     labels: float32 (N, L) multi-hot matrix over ``DatasetSpec.label_names``.
     """
@@ -70,8 +71,9 @@ class DatasetSpec:
     skipped: unusable inputs (bad images, bad CSV rows) left out with ``skip_bad``.
     ignored: entries that are no samples by design (``pairs.txt``, ``.DS_Store``, hidden or
     empty folders), never an error.
-    storage: "files" (one image file per sample path) or "tfrecord" (records in the shards of
-    the folder ``source``)."""
+    storage: "files" (one image file per sample path), "tfrecord" (records in the shards of
+    the folder ``source``) or "recordio" (records of an MXNet RecordIO pack, sample paths
+    ``<rec path>#<key>``; see ``kerasface.data.recordio``)."""
 
     source: str
     samples: Samples
