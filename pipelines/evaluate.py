@@ -1,0 +1,12 @@
+#!/usr/bin/env python
+"""Face verification of a model on pair sets (LFW pairs.txt, insightface .bin, pair CSVs).
+
+The command ``kerasface-evaluate``; arguments and --help in kerasface/cli/evaluate.py.
+"""
+
+import sys
+
+from kerasface.cli.evaluate import main
+
+if __name__ == "__main__":
+    sys.exit(main())
