@@ -38,7 +38,8 @@ def noisy_pairs(num_pairs, noise, dim=16, seed=0):
     rng = np.random.default_rng(seed)
     issame = rng.random(num_pairs) < 0.5
     base = rng.normal(size=(num_pairs, dim))
-    other = np.where(issame[:, None], base + noise * rng.normal(size=(num_pairs, dim)), rng.normal(size=(num_pairs, dim)))
+    noisy = base + noise * rng.normal(size=(num_pairs, dim))
+    other = np.where(issame[:, None], noisy, rng.normal(size=(num_pairs, dim)))
     return base, other, issame
 
 

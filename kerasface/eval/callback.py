@@ -69,7 +69,8 @@ class PairSetEvaluation(keras.callbacks.Callback):
             elif callable(source):
                 model = source(self.model)
             else:
-                raise TypeError(f"embedding_model must be a keras.Model, a callable or None, not {type(source).__name__}")
+                raise TypeError(
+                    f"embedding_model must be a keras.Model, a callable or None, not {type(source).__name__}")
             self._embedder = keras_embedding_model(model, image_size=self.image_size, resize_mode=self.resize_mode)
         return self._embedder
 
