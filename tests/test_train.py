@@ -464,3 +464,24 @@ def test_a_task_can_feed_the_labels_to_its_model(demo_dir, tmp_path):
     config = tiny_config(demo_dir, tmp_path, task="attributes-with-labels-in", epochs=1, validation_fraction=0.0)
     report = load_run_report(train(config, log=lambda *_: None))
     assert report["results"]["test"]["binary_accuracy"] == 1.0
+
+
+def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path):
+    from kerasface.cli.train_recognition import main
+
+    demo = generate_demo_dataset(tmp_path / "demo", DemoConfig(identities=16, images_per_identity=4, image_size=32,
+                                                              photometric=False), progress=False)
+    argv = ["--data", str(demo / "images"), "--out", str(tmp_path / "runs"), "--run-id", "r", "--epochs", "1",
+            "--backbone", "vit", "--backbone-kwargs", json.dumps({**TINY_VIT, "dim": 16}), "--embedding-dim", "16",
+            "--image-size", "32", "--no-tensorboard", "--batch-size", "8", "--validation-fraction", "0.2"]
+    assert main(argv) == 0
+    run_dir = tmp_path / "runs" / "r"
+    report = load_run_report(run_dir)
+    test = report["results"]["test"]
+    assert {"accuracy", "auc_cosine", "auc_euclidean"} <= set(test) and 0 <= test["auc_cosine"] <= 1
+    assert report["card"]["monitor"] == "val_validation_auc_cosine"
+    assert "val_test_auc_cosine" in report["history"] and "val_loss" not in report["history"]
+    embedding = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
+    assert len(embedding.inputs) == 1 and embedding.outputs[0].shape[-1] == 16
+    config = json.loads((run_dir / "config.json").read_text())
+    assert (config["task"], config["data"]["split"], config["model"]["loss"]) == ("recognition", "identity", "arcface")

@@ -18,41 +18,10 @@ learning-rate schedule is then rebuilt for the new length).
 
 from __future__ import annotations
 
-import argparse
-import json
-
-from kerasface.cli.common import add_debug_argument, cli_main
+from kerasface.cli.common import cli_main
+from kerasface.cli.training import training_command
 
 
 @cli_main
 def main(argv=None) -> int:
-    from kerasface.registry import TASKS
-    from kerasface.train import tasks  # noqa: F401  (registers the tasks)
-    from kerasface.train.config import add_config_arguments, config_from_args
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, TASKS.names())
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="build the model for the dataset's outputs, print its summary and a JSON line of "
-                             "parameter counts, exit")
-    parser.add_argument("--list-backbones", action="store_true", help="print the registered backbones and exit")
-    add_debug_argument(parser)
-    args = parser.parse_args(argv)
-
-    if args.list_backbones:
-        from kerasface.models import list_backbones
-
-        print("\n".join(list_backbones()))
-        return 0
-    from kerasface.train.run import dry_run, train
-
-    if args.resume:
-        train(resume=args.resume, epochs=args.epochs)
-        return 0
-    config = config_from_args(args)
-    if args.dry_run:
-        print(json.dumps(dry_run(config)))
-        return 0
-    train(config)
-    return 0
+    return training_command(argv, __doc__)

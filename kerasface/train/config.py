@@ -107,6 +107,9 @@ class ModelConfig:
     freeze_branches: list[int] = dataclasses.field(default_factory=list)
     init_branches: str | None = None
     bn_momentum: float | None = 0.9
+    loss: str = "arcface"
+    loss_kwargs: dict = dataclasses.field(default_factory=dict)
+    embedding_dim: int = 512
 
 
 @dataclasses.dataclass
@@ -282,6 +285,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--shared-weights", action="store_true", default=None, help="one backbone for every branch")
     a("--freeze-branches", type=int, nargs="*", help="indices of branches whose weights stay fixed")
     a("--init-branches", help="a run folder or .keras file of an earlier run to initialise branches from")
+    a("--loss", help="recognition task: a margin head (softmax, normface, sphereface, cosface, arcface, "
+      "combined, magface, adaface), focal+HEAD or ohem+HEAD, or a metric loss (triplet, contrastive; "
+      "P x K batches) (default arcface)")
+    a("--loss-kwargs", type=json_object, metavar="JSON", help='options of the head or loss, e.g. \'{"margin": 0.4}\'')
+    a("--embedding-dim", type=int, help="recognition task: embedding size (default 512)")
     a("--bn-momentum", type=float, help="batch-norm moving-average momentum (default 0.9, PyTorch's; "
       "Keras's 0.99 needs hundreds of steps before evaluation statistics settle)")
     g = parser.add_argument_group("optimisation")
@@ -313,8 +321,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--run-id", help="name of the run folder (default: backbone, views and time)")
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = load_config_file(args.config) if getattr(args, "config", None) else {}
+def config_from_args(args: argparse.Namespace, defaults: dict | None = None) -> TrainConfig:
+    """Defaults (flat keys; a front end's own, under the file), the ``--config`` file, then flags."""
+    values = dict(defaults or {})
+    if getattr(args, "config", None):
+        values.update(load_config_file(args.config))
     known = set(_section_of()) | set(FLAT_ALIASES) | {f.name for f in dataclasses.fields(TrainConfig)}
     flat = {k: v for k, v in vars(args).items() if v is not None and k in known}
     merged = dict(values)

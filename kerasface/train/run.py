@@ -26,13 +26,12 @@ import numpy as np
 
 from kerasface.data.readers import read_dataset
 from kerasface.fileio import link_or_copy_atomic, write_json_atomic
-from kerasface.train.callbacks import read_run_state, standard_callbacks
+from kerasface.train.callbacks import read_run_state, save_model_atomic, standard_callbacks
 from kerasface.train.config import CONFIG_FILE, TrainConfig, load_run_config
 from kerasface.train.data import load_run_data, make_pipelines
 from kerasface.train.optimizers import make_optimizer, rebuild_schedule
 from kerasface.train.runtime import enable_determinism, resolve_runtime
-from kerasface.train.tasks import create_task
-from kerasface.registry import TASKS
+from kerasface.train.tasks import create_task, task_class
 
 
 class TrainingDiverged(RuntimeError):
@@ -99,7 +98,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     else:
         config = config or TrainConfig()
         state, planned = {"epoch": 0}, config.optim.epochs
-    TASKS.get(config.task).check_config(config)
+    task_class(config.task).check_config(config)
     seed = config.seed + state["epoch"]
     if config.runtime.deterministic:
         enable_determinism(seed)
@@ -138,13 +137,13 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         log(f"{model.name}: {counts['trainable_params']:,} trainable, "
             f"{counts['non_trainable_params']:,} non-trainable")
 
-        monitor = task.monitor if "validation" in pipelines else "loss"
+        monitor, mode = task.monitor_for(pipelines)
         run_callbacks = (task.callbacks(run_dir, pipelines) + list(callbacks)
-                         + standard_callbacks(run_dir, monitor, task.mode, config.optim.early_stopping,
+                         + standard_callbacks(run_dir, monitor, mode, config.optim.early_stopping,
                                               tensorboard=config.runtime.tensorboard, resume=state["epoch"] > 0))
         fit_start = time.perf_counter()
         try:
-            model.fit(pipelines["train"], validation_data=pipelines.get("validation"), epochs=config.optim.epochs,
+            model.fit(pipelines["train"], validation_data=task.validation_data(pipelines), epochs=config.optim.epochs,
                       initial_epoch=state["epoch"], steps_per_epoch=steps if task.sampler() else None,
                       callbacks=run_callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
         except KeyboardInterrupt:
@@ -162,13 +161,17 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
             log(final["stopped"])
         best_epoch = final.get("best_epoch") or final["epoch"]
         best = checkpoints / ("best.keras" if final.get("best_epoch") else "last.keras")
-        link_or_copy_atomic(best, run_dir / "model.keras")
         if best_epoch != final["epoch"] or model.stop_training:
             model = keras.models.load_model(best)
+        inference = task.inference_model(model)
+        if inference is model:
+            link_or_copy_atomic(best, run_dir / "model.keras")
+        else:
+            save_model_atomic(inference, run_dir / "model.keras")
         history = history_from_csv(run_dir / "history.csv")
         results = {"train": {k: v[best_epoch - 1] for k, v in history.items()
                              if not k.startswith("val_") and len(v) >= best_epoch}}
-        if "validation" in pipelines:
+        if task.validation_data(pipelines) is not None:
             results["validation"] = {k[4:]: v[best_epoch - 1] for k, v in history.items()
                                      if k.startswith("val_") and len(v) >= best_epoch}
         results["test"], fields = task.evaluate(model, pipelines["test"])

@@ -34,8 +34,6 @@ class Task:
     name = "task"
     target = "labels"
     output_activation = "sigmoid"
-    monitor = "val_loss"
-    mode = "min"
 
     def __init__(self, config: TrainConfig, spec: DatasetSpec):
         self.config = config
@@ -71,6 +69,18 @@ class Task:
     def model_io(self, x, y):
         """(model inputs, targets) of a batch; a margin head takes ``((images, labels), labels)``."""
         return x, y
+
+    def validation_data(self, pipelines: dict):
+        """What ``fit`` validates on (None when the task validates in its own callbacks)."""
+        return pipelines.get("validation")
+
+    def monitor_for(self, pipelines: dict) -> tuple[str, str]:
+        """The logged metric that picks the best checkpoint, and "min" or "max"."""
+        return ("val_loss", "min") if "validation" in pipelines else ("loss", "min")
+
+    def inference_model(self, model: keras.Model) -> keras.Model:
+        """The model a run saves as ``model.keras`` and exports (a margin head is left behind)."""
+        return model
 
     # the model
     def build_model(self) -> keras.Model:
@@ -172,8 +182,14 @@ class IdentityTask(Task):
                 keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, self.num_outputs), name="top5_accuracy")]
 
 
+def task_class(name: str) -> type[Task]:
+    from kerasface.train import recognition  # noqa: F401  (registers "recognition")
+
+    return TASKS.get(name)
+
+
 def create_task(config: TrainConfig, spec: DatasetSpec) -> Task:
-    return TASKS.get(config.task)(config, spec)
+    return task_class(config.task)(config, spec)
 
 
 def build_branch_network(config: TrainConfig, num_outputs: int, output_activation: str) -> keras.Model:

@@ -1,0 +1,34 @@
+"""Train a face-recognition embedding model: backbone -> embedding -> margin head or metric loss.
+
+    kerasface-train-recognition --backbone iresnet18 --loss arcface   (or python pipelines/train_recognition.py)
+
+Without --data it trains on the embedded demo dataset's identities (generated once into the
+cache), split by identity: the test identities are never trained on. --data takes an image
+folder (one sub-folder per identity), a CSV with path and identity columns, or an insightface
+RecordIO pack (train.rec + train.idx). --loss is a margin head (softmax, normface, sphereface,
+cosface, arcface, combined, magface, adaface), focal+HEAD or ohem+HEAD over a head's logits, or
+a metric loss (triplet, contrastive) on P x K identity batches; --loss-kwargs sets its options.
+
+Each epoch scores same/different pairs of the validation and test identities (accuracy by
+the LFW 10-fold protocol, ROC AUC by cosine and euclidean distance); the best checkpoint by
+validation AUC is kept. The run folder holds the report (results.test: accuracy, auc_cosine,
+auc_euclidean, eer, TAR@FAR) and model.keras, the embedding model without its head, which
+pipelines/export.py exports with an image-in, embedding-out signature.
+"""
+
+from __future__ import annotations
+
+from kerasface.cli.common import cli_main
+from kerasface.cli.training import training_command
+
+DEFAULTS = {
+    "task": "recognition", "backbone": "iresnet18", "loss": "arcface", "views": "single", "split": "identity",
+    "image_size": 56, "test_fraction": 0.3, "validation_fraction": 0.1, "demo_identities": 100,
+    "demo_images_per_identity": 20, "epochs": 6, "batch_size": 32, "learning_rate": 1e-3,
+    "lr_schedule": "cosine", "flip": "auto", "max_rotation": 10.0,
+}
+
+
+@cli_main
+def main(argv=None) -> int:
+    return training_command(argv, __doc__, DEFAULTS)

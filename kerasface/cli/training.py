@@ -1,0 +1,44 @@
+"""What the training commands share: the flags, --resume, --dry-run and --list-backbones."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from kerasface.cli.common import add_debug_argument
+
+
+def training_command(argv, description: str, defaults: dict | None = None) -> int:
+    """Parse a training command's arguments (``defaults``: the command's own flat defaults,
+    under a --config file and flags) and train, resume or dry-run."""
+    from kerasface.registry import TASKS
+    from kerasface.train.config import add_config_arguments, config_from_args
+    from kerasface.train.tasks import task_class
+
+    task_class("attributes")
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, TASKS.names())
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="build the model for the dataset's outputs, print its summary and a JSON line of "
+                             "parameter counts, exit")
+    parser.add_argument("--list-backbones", action="store_true", help="print the registered backbones and exit")
+    add_debug_argument(parser)
+    args = parser.parse_args(argv)
+
+    if args.list_backbones:
+        from kerasface.models import list_backbones
+
+        print("\n".join(list_backbones()))
+        return 0
+    from kerasface.train.run import dry_run, train
+
+    if args.resume:
+        train(resume=args.resume, epochs=args.epochs)
+        return 0
+    config = config_from_args(args, defaults)
+    if args.dry_run:
+        print(json.dumps(dry_run(config)))
+        return 0
+    train(config)
+    return 0

@@ -1,0 +1,207 @@
+"""The recognition task: an embedding model trained with a margin head or a metric loss, and
+verified on identities it never saw.
+
+- Margin heads (``softmax``, ``normface``, ``sphereface``, ``cosface``, ``arcface``,
+  ``combined``, ``magface``, ``adaface``): the training model is
+  ``(images, labels) -> backbone -> embedding -> head(embedding, labels) -> logits`` with
+  softmax cross-entropy; ``focal+normface`` and ``ohem+normface`` put the focal or OHEM loss
+  over a head's logits (seed 004).
+- Metric losses (``triplet``, ``contrastive``): the training model is the embedding model,
+  trained on P x K identity batches.
+
+The split is by identity: test (and validation) identities are never trained on. Each epoch
+scores verification pairs of the validation identities (the monitor for the best checkpoint)
+and of the test identities (for the report's curves); the run's ``results.test`` are the
+best checkpoint's accuracy (LFW 10-fold protocol), ROC AUC by cosine and by euclidean
+distance, EER and TAR@FAR. ``model.keras`` is the embedding model without its head.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+import numpy as np
+
+from kerasface.eval.pairs import PairSet
+from kerasface.eval.verification import evaluate as verify
+from kerasface.losses import FocalLoss, OHEM, TripletLoss, ContrastiveLoss  # noqa: F401  (registers)
+from kerasface.models import create_backbone
+from kerasface.registry import BACKBONES, LOSSES, TASKS
+from kerasface.train.tasks import Task, predict_split
+
+EMBEDDING_LAYER = "embedding"
+METRIC_LOSSES = ("triplet", "contrastive")
+LOGIT_LOSSES = ("focal", "ohem")
+MAX_PAIRS = 3000
+
+
+def parse_loss(name: str) -> tuple[str | None, str | None]:
+    """``"arcface"`` -> (None, "arcface"); ``"ohem+normface"`` -> ("ohem", "normface");
+    ``"triplet"`` -> ("triplet", None)."""
+    name = name.lower()
+    if name in METRIC_LOSSES:
+        return name, None
+    loss, _, head = name.rpartition("+")
+    if loss and loss not in LOGIT_LOSSES:
+        raise KeyError(f"unknown loss {name!r}: before '+' comes one of {LOGIT_LOSSES}, e.g. 'ohem+normface'")
+    LOSSES.get(head)
+    return loss or None, head
+
+
+def identity_pairs(identity: np.ndarray, max_pairs: int = MAX_PAIRS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs (N, 2) of sample indices, issame (N,)): up to ``max_pairs / 2`` same-identity
+    pairs drawn from all of them, and as many different-identity pairs, shuffled together."""
+    identity = np.asarray(identity)
+    rng = np.random.default_rng(seed)
+    i, j = np.triu_indices(len(identity), k=1)
+    same = identity[i] == identity[j]
+    positives = np.flatnonzero(same)
+    negatives = np.flatnonzero(~same)
+    count = min(max_pairs // 2, len(positives), len(negatives))
+    if count == 0:
+        raise ValueError(f"{len(identity)} images of {len(np.unique(identity))} identities make no same- and "
+                         "different-identity pairs to verify; give the split at least two identities with "
+                         "two images each")
+    chosen = np.concatenate([rng.choice(positives, count, replace=False), rng.choice(negatives, count, replace=False)])
+    chosen = rng.permutation(chosen)
+    return np.stack([i[chosen], j[chosen]], 1), same[chosen]
+
+
+def embedding_backbone(name: str, input_shape, embedding_dim: int, **kwargs) -> keras.Model:
+    """The backbone ``name`` as an embedding model named ``"embedding"``: a face backbone
+    (iresnet, seresnet, mobilefacenet: its builder is marked ``embedding_output`` or takes
+    ``embedding_dim``) gives its own embedding; any other gives pooled features,
+    projected by Dense(embedding_dim) and BatchNormalization without scale, as insightface's
+    heads end."""
+    builder = BACKBONES.get(name)
+    if getattr(builder, "embedding_output", False) or "embedding_dim" in inspect.signature(builder).parameters:
+        return create_backbone(name, input_shape, model_name=EMBEDDING_LAYER, embedding_dim=embedding_dim, **kwargs)
+    features = create_backbone(name, input_shape, **kwargs)
+    x = keras.layers.Dense(embedding_dim, name="embedding_dense")(features.output)
+    x = keras.layers.BatchNormalization(scale=False, epsilon=1e-5, name="embedding_bn")(x)
+    return keras.Model(features.input, x, name=EMBEDDING_LAYER)
+
+
+@TASKS.register("recognition")
+class RecognitionTask(Task):
+    name = "recognition"
+    target = "identity"
+    output_activation = "embedding"
+
+    def __init__(self, config, spec):
+        super().__init__(config, spec)
+        self.loss_name, self.head_name = parse_loss(config.model.loss)
+
+    @property
+    def output_names(self) -> list[str]:
+        return [f"embedding_{k}" for k in range(self.config.model.embedding_dim)]
+
+    @classmethod
+    def check_config(cls, config):
+        parse_loss(config.model.loss)
+        if config.data.views != "single":
+            raise ValueError(f"the recognition task trains one image per sample; use --views single "
+                             f"(got {config.data.views!r})")
+        if config.data.split != "identity":
+            raise ValueError("the recognition task verifies faces of identities it never trained on; "
+                             "use --split identity")
+
+    def check_data(self, splits):
+        self.splits = splits
+        if self.spec.num_classes < 2 or (self.spec.samples.identity < 0).any():
+            raise ValueError(f"{self.spec.source}: the recognition task needs an identity per image and at "
+                             "least two identities (image sub-folders, or an 'identity' CSV column)")
+        for name, samples in splits.items():
+            if name != "train" and len(np.unique(samples.identity)) < 2:
+                raise ValueError(f"{self.spec.source}: the {name} split holds {len(np.unique(samples.identity))} "
+                                 f"identity; verification needs two or more: raise --{name}-fraction or give "
+                                 "more identities")
+
+    @property
+    def num_train_classes(self) -> int:
+        return self.spec.num_classes
+
+    def sampler(self):
+        if self.loss_name in METRIC_LOSSES:
+            data = self.config.data
+            return data.pk_identities, data.pk_images
+        return super().sampler()
+
+    def model_io(self, x, y):
+        return ((x, y), y) if self.head_name else (x, y)
+
+    def build_embedding_model(self) -> keras.Model:
+        size = self.config.data.image_size
+        return embedding_backbone(self.config.model.backbone, (size, size, 3), self.config.model.embedding_dim,
+                                  **self.config.model.backbone_kwargs)
+
+    def build_model(self) -> keras.Model:
+        embedding_model = self.build_embedding_model()
+        if not self.head_name:
+            return embedding_model
+        size = self.config.data.image_size
+        images = keras.Input((size, size, 3), name="image")
+        labels = keras.Input((), dtype="int32", name="identity")
+        head = LOSSES.get(self.head_name)(self.num_train_classes, **self.config.model.loss_kwargs, name="margin_head")
+        logits = head(embedding_model(images), labels)
+        return keras.Model([images, labels], logits, name=f"{embedding_model.name}_{self.head_name}")
+
+    def inference_model(self, model: keras.Model) -> keras.Model:
+        return model.get_layer(EMBEDDING_LAYER) if self.head_name else model
+
+    def loss(self):
+        if self.loss_name == "triplet":
+            return TripletLoss(**self.config.model.loss_kwargs)
+        if self.loss_name == "contrastive":
+            return ContrastiveLoss(**self.config.model.loss_kwargs)
+        if self.loss_name:
+            return LOSSES.get(self.loss_name)()
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def metrics(self):
+        if self.head_name:
+            return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        return []
+
+    def validation_data(self, pipelines):
+        return None
+
+    def monitor_for(self, pipelines):
+        return ("val_validation_auc_cosine", "max") if "validation" in pipelines else ("loss", "min")
+
+    def pair_set(self, name: str, samples) -> PairSet:
+        pairs, issame = identity_pairs(samples.identity, seed=self.config.seed)
+        folds = np.arange(len(issame)) * 10 // len(issame)
+        return PairSet(name, [str(p) for p in samples.paths[pairs.reshape(-1)]], issame, folds)
+
+    def callbacks(self, run_dir, pipelines):
+        from kerasface.eval.callback import PairSetEvaluation
+
+        if self.spec.storage != "files":
+            return []
+        sets = {name: self.pair_set(name, samples) for name, samples in self.splits.items() if name != "train"}
+        return [PairSetEvaluation(sets, embedding_model=self.inference_model, image_size=self.config.data.image_size,
+                                  resize_mode=self.config.data.resize_mode)]
+
+    def evaluate(self, model, dataset):
+        """Verification figures of the test identities' pairs, embedded through the test pipeline."""
+        embedder = self.inference_model(model)
+        images_only = dataset.map(lambda x, y: (x[0] if isinstance(x, tuple) else x, y))
+        identity, embeddings = predict_split(embedder, images_only)
+        pairs, issame = identity_pairs(identity, seed=self.config.seed)
+        folds = np.arange(len(issame)) * 10 // len(issame)
+        result = verify(embeddings[pairs[:, 0]], embeddings[pairs[:, 1]], issame, folds)
+        figures = result.to_dict()
+        flat = {k: v for k, v in figures.items() if isinstance(v, (int, float))}
+        for far, tar in (figures.get("tar_at_far") or {}).items():
+            flat[f"tar_at_far_{far}"] = tar
+        e1 = embeddings[pairs[:, 0]] / np.linalg.norm(embeddings[pairs[:, 0]], axis=1, keepdims=True)
+        e2 = embeddings[pairs[:, 1]] / np.linalg.norm(embeddings[pairs[:, 1]], axis=1, keepdims=True)
+        return flat, {"roc": {"verification (cosine)": (issame.astype(np.float32), np.sum(e1 * e2, axis=1))}}
+
+    def layout(self) -> str:
+        head = f" -> {self.config.model.loss} head ({self.num_train_classes} identities)" if self.head_name else \
+            f" -> {self.config.model.loss} loss"
+        return (f"1 image -> {self.config.model.backbone} -> embedding {self.config.model.embedding_dim}"
+                f"{head}")
