@@ -485,3 +485,10 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
     assert len(embedding.inputs) == 1 and embedding.outputs[0].shape[-1] == 16
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["task"], config["data"]["split"], config["model"]["loss"]) == ("recognition", "identity", "arcface")
+
+
+def test_attribute_results_carry_the_column_aucs(finished_run):
+    test = load_run_report(finished_run)["results"]["test"]
+    for column in ("gender", "emotion", "pose", "facial_hair", "occlusion", "spectacles"):
+        assert 0.0 <= test[f"auc_{column}"] <= 1.0
+    assert test["mean_column_auc"] == pytest.approx(np.mean([test[k] for k in test if k.startswith("auc_")]))

@@ -145,8 +145,22 @@ class AttributesTask(Task):
         return [keras.metrics.BinaryAccuracy(name="binary_accuracy"),
                 keras.metrics.AUC(name="auc", multi_label=True, num_labels=self.num_outputs)]
 
+    def evaluate(self, model, dataset):
+        """Loss and metrics of the split, and per attribute column the AUC as the seed notes
+        report it (``auc_<column>``: one-vs-rest macro AUC for a column of several values)."""
+        from kerasface.eval.attributes import attribute_metrics
+
+        results, fields = super().evaluate(model, dataset)
+        y_true, y_score = fields.pop("scores")
+        metrics = attribute_metrics(y_true, y_score, self.spec.label_columns)
+        results.update({f"auc_{column}": auc for column, auc in metrics.column_auc.items()})
+        if metrics.mean_auc is not None:
+            results["mean_column_auc"] = metrics.mean_auc
+        return results, fields
+
     def report_fields(self, y_true, y_score):
-        return {"roc": {label: (y_true[:, j], y_score[:, j]) for j, label in enumerate(self.output_names)}}
+        return {"roc": {label: (y_true[:, j], y_score[:, j]) for j, label in enumerate(self.output_names)},
+                "scores": (y_true, y_score)}
 
 
 @TASKS.register("identity")
