@@ -485,6 +485,13 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
     assert len(embedding.inputs) == 1 and embedding.outputs[0].shape[-1] == 16
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["task"], config["data"]["split"], config["model"]["loss"]) == ("recognition", "identity", "arcface")
+    if keras.backend.backend() == "tensorflow":  # a fresh process that imported nothing of the kit's models
+        import subprocess
+
+        done = subprocess.run([sys.executable, str(REPO / "pipelines" / "export.py"), "--run", str(run_dir),
+                               "--out", str(tmp_path / "export")], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "served outputs equal the Keras model's" in done.stdout
 
 
 def test_attribute_results_carry_the_column_aucs(finished_run):

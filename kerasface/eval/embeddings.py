@@ -22,6 +22,7 @@ import numpy as np
 from kerasface.errors import BadInputError
 from kerasface.eval.verification import l2_normalize
 from kerasface.progress import progress_bar
+from kerasface.saving import load_model
 
 DEFAULT_RESIZE = "stretch"
 
@@ -149,7 +150,7 @@ def load_embedding_model(source, image_size=None, resize_mode: str | None = None
     import kerasface.models  # noqa: F401  (registers the kit's layers for loading)
 
     try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
+        model = load_model(path, compile=False)
     except (ValueError, TypeError, OSError) as error:
         raise BadInputError(f"{path}: cannot load the model: {str(error).splitlines()[0]}") from None
     return keras_embedding_model(model, name=str(path), image_size=image_size, resize_mode=resize_mode)

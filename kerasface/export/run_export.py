@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
-
 from kerasface.data.readers import read_dataset
 from kerasface.export.savedmodel import check_export_target, export_savedmodel, verify_export
+from kerasface.saving import load_model
 from kerasface.train.config import load_run_config
 
 
@@ -20,7 +19,7 @@ def export_run(run_dir, out_dir, model_file: str = "model.keras", check_images: 
     if not model_path.is_file():
         raise FileNotFoundError(f"{model_path}: no model; did the run finish? (try --model checkpoints/last.keras)")
     check_export_target(out_dir)
-    model = keras.models.load_model(model_path, safe_mode=True)
+    model = load_model(model_path)
     input_config = config.data.input_config()
     export_savedmodel(model, input_config, out_dir)
     _, spec = read_dataset(config.data.resolved_path(), verify="none")

@@ -15,6 +15,7 @@ import keras
 
 import kerasface.models.heads  # noqa: F401  (registers the heads)
 from kerasface.models.backbones import create_backbone
+from kerasface.saving import load_model
 from kerasface.registry import HEADS
 
 BRANCH_NAME = re.compile(r"branch_(\d+)")
@@ -145,7 +146,7 @@ def init_branches_from(model: keras.Model, source, indices=None) -> list[int]:
         path = os.fspath(source)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"init_branches_from: {path!r} does not exist")
-        source = keras.models.load_model(path, compile=False)
+        source = load_model(path, compile=False)
         source_label = path
     else:
         source_label = f"model {source.name!r}"

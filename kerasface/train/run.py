@@ -26,6 +26,7 @@ import numpy as np
 
 from kerasface.data.readers import read_dataset
 from kerasface.fileio import link_or_copy_atomic, write_json_atomic
+from kerasface.saving import load_model
 from kerasface.train.callbacks import read_run_state, save_model_atomic, standard_callbacks
 from kerasface.train.config import CONFIG_FILE, TrainConfig, load_run_config
 from kerasface.train.data import load_run_data, make_pipelines
@@ -123,7 +124,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     with runtime.scope():
         pipelines, steps = make_pipelines(config, data, task, global_batch, runtime.num_replicas, state["epoch"])
         if state["epoch"] > 0 and (checkpoints / "last.keras").is_file():
-            model = keras.models.load_model(checkpoints / "last.keras")
+            model = load_model(checkpoints / "last.keras")
             log(f"resuming {run_dir} after epoch {state['epoch']}")
             if config.optim.epochs != planned and rebuild_schedule(model.optimizer, config.optim, steps):
                 notes.append(f"{config.optim.lr_schedule} learning-rate schedule rebuilt at resume for "
@@ -162,7 +163,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         best_epoch = final.get("best_epoch") or final["epoch"]
         best = checkpoints / ("best.keras" if final.get("best_epoch") else "last.keras")
         if best_epoch != final["epoch"] or model.stop_training:
-            model = keras.models.load_model(best)
+            model = load_model(best)
         inference = task.inference_model(model)
         if inference is model:
             link_or_copy_atomic(best, run_dir / "model.keras")
