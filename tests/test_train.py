@@ -499,3 +499,22 @@ def test_attribute_results_carry_the_column_aucs(finished_run):
     for column in ("gender", "emotion", "pose", "facial_hair", "occlusion", "spectacles"):
         assert 0.0 <= test[f"auc_{column}"] <= 1.0
     assert test["mean_column_auc"] == pytest.approx(np.mean([test[k] for k in test if k.startswith("auc_")]))
+
+
+def test_compare_losses_writes_seed_004s_table(tmp_path, capsys):
+    from kerasface.cli.compare_losses import main
+
+    demo = generate_demo_dataset(tmp_path / "demo", DemoConfig(identities=16, images_per_identity=4, image_size=32,
+                                                              photometric=False), progress=False)
+    out = tmp_path / "compare"
+    argv = ["--data", str(demo / "images"), "--losses", "arcface", "ohem+normface", "triplet", "--resume-table",
+            str(out), "--epochs", "1", "--backbone", "vit", "--backbone-kwargs", json.dumps(TINY_VIT),
+            "--embedding-dim", "16", "--image-size", "32", "--no-tensorboard", "--batch-size", "8",
+            "--pk-identities", "4", "--pk-images", "2", "--validation-fraction", "0.2"]
+    assert main(argv) == 0
+    table = json.loads((out / "table.json").read_text())
+    assert [row["loss"] for row in table["rows"]] == ["arcface", "ohem+normface", "triplet"]
+    for row in table["rows"]:
+        assert "error" not in row and 0.0 <= row["auc_cosine"] <= 1.0 and 0.0 <= row["accuracy"] <= 1.0
+    assert "| ohem+normface |" in (out / "table.md").read_text()
+    assert load_run_report(out / "triplet")["card"]["layout"].endswith("triplet loss")

@@ -168,6 +168,7 @@ def _register_iresnet(backbone: str, blocks_per_stage) -> None:
         )
 
     registered = functools.partial(embedding_backbone, builder, backbone)
+    registered.embedding_output = True
     registered.__doc__ = (
         f"{backbone}: IResNet with {list(blocks_per_stage)} blocks per stage "
         "(``build_ir_network``); options ``embedding_dim=512, dropout=0.0, "

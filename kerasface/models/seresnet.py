@@ -35,6 +35,7 @@ def _register_seresnet(backbone: str, blocks_per_stage) -> None:
         )
 
     registered = functools.partial(embedding_backbone, builder, backbone)
+    registered.embedding_output = True
     registered.__doc__ = (
         f"{backbone}: IR-SE network with {list(blocks_per_stage)} blocks per stage "
         "(``build_ir_network`` with SE reduction 16); options ``embedding_dim=512, dropout=0.0, "

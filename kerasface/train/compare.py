@@ -1,0 +1,50 @@
+"""One backbone, one dataset, one run per loss: seed 004's table (loss | verification accuracy | AUC)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from tabulate import tabulate
+
+from kerasface.fileio import write_json_atomic, write_text_atomic
+from kerasface.report import load_run_report
+from kerasface.train.config import TrainConfig
+from kerasface.train.run import train
+
+SEED_004_LOSSES = ("softmax", "normface", "sphereface", "cosface", "arcface", "combined", "ohem+normface",
+                   "focal+normface", "triplet", "contrastive")
+COLUMNS = ("loss", "accuracy", "accuracy_std", "auc_cosine", "auc_euclidean", "eer", "best_epoch", "wall_time_s")
+
+
+def compare_losses(config: TrainConfig, losses=SEED_004_LOSSES, out=None, log=print) -> Path:
+    """Train ``config`` once per loss (run folders ``<out>/<loss>``) and write ``table.md`` and
+    ``table.json`` there; a loss whose run fails gets its error in the table and the rest go on."""
+    out = Path(out or Path(config.out) / f"compare-losses-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for loss in losses:
+        run_id = loss.replace("+", "-")
+        run_config = dataclasses.replace(config.replace(loss=loss), out=str(out), run_id=run_id)
+        log(f"--- {loss}")
+        try:
+            run_dir = out / run_id if (out / run_id / "report.json").is_file() else train(run_config, log=log)
+        except (ValueError, RuntimeError) as error:
+            rows.append({"loss": loss, "error": str(error)})
+            log(f"{loss}: failed: {error}")
+            continue
+        report = load_run_report(run_dir)
+        test = report["results"]["test"]
+        rows.append({"loss": loss, **{k: test.get(k) for k in COLUMNS[1:6]},
+                     "best_epoch": report["card"].get("best_epoch"), "wall_time_s": report["card"].get("wall_time_s")})
+    table = tabulate([[row.get(c, row.get("error", "")) for c in COLUMNS] for row in rows], headers=COLUMNS,
+                     tablefmt="github", floatfmt=".4f")
+    card = {"backbone": config.model.backbone, "dataset": config.data.resolved_path(), "image_size": config.data.image_size,
+            "epochs": config.optim.epochs, "batch_size": config.optim.batch_size, "seed": config.seed}
+    text = ("# Loss comparison (seed 004's table)\n\n" + ", ".join(f"{k}: {v}" for k, v in card.items())
+            + "\n\nTest split: identities never trained on; accuracy by the LFW 10-fold protocol.\n\n" + table + "\n")
+    write_text_atomic(out / "table.md", text)
+    write_json_atomic(out / "table.json", {"card": card, "rows": rows})
+    log(table)
+    return out
