@@ -36,3 +36,26 @@ def image_folder(tmp_path):
             ext = (".png", ".jpg", ".bmp", ".png")[k]
             assert cv2.imwrite(str(folder / f"{k}{ext}"), image)
     return root
+
+
+BLOCK_TENSORFLOW = (
+    "import sys\n"
+    "class Block:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    "        if name == 'tensorflow' or name.startswith('tensorflow.'):\n"
+    "            raise ImportError('tensorflow blocked')\n"
+    "sys.meta_path.insert(0, Block())\n"
+)
+
+
+def run_without_tensorflow(code: str) -> str:
+    """Run ``code`` on the JAX backend in a fresh Python whose imports of tensorflow fail, as on
+    the GPU machines (JAX, no TensorFlow); its standard output."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", BLOCK_TENSORFLOW + code], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout

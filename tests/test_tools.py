@@ -41,19 +41,8 @@ def test_train_benchmark_times_the_step_and_counts_parameters():
 
 def test_models_and_the_train_benchmark_import_without_tensorflow():
     """The GPU machines run the JAX backend without TensorFlow installed."""
-    import subprocess
-    import sys
+    from conftest import run_without_tensorflow
 
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'tensorflow' or name.startswith('tensorflow.'):\n"
-        "            raise ImportError('tensorflow blocked')\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import kerasface.models, kerasface.train.benchmark, kerasface.cli.benchmark_train\n"
-        "print('ok')\n"
-    )
-    env = {**__import__("os").environ, "KERAS_BACKEND": "jax"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    out = run_without_tensorflow("import kerasface.models, kerasface.train.benchmark, kerasface.cli.benchmark_train\n"
+                                 "print('ok')\n")
+    assert out.strip() == "ok"

@@ -161,21 +161,23 @@ def embedding_backbone(
     return model
 
 
-def _register_iresnet(backbone: str, blocks_per_stage) -> None:
+def register_ir_network(backbone: str, blocks_per_stage, se_reduction: int | None = None) -> None:
+    """Register ``backbone`` as an IR network (``build_ir_network``) with these blocks per
+    stage, and an SE module of reduction ``se_reduction`` in every block when given."""
     def builder(input_shape, name, embedding_dim=512, dropout=0.0, activation="prelu"):
-        return build_ir_network(
-            input_shape, blocks_per_stage, name, embedding_dim, dropout, activation
-        )
+        return build_ir_network(input_shape, blocks_per_stage, name, embedding_dim, dropout, activation,
+                                se_reduction=se_reduction)
 
     registered = functools.partial(embedding_backbone, builder, backbone)
     registered.embedding_output = True
+    family = "IResNet" if se_reduction is None else f"IR-SE network (SE reduction {se_reduction})"
     registered.__doc__ = (
-        f"{backbone}: IResNet with {list(blocks_per_stage)} blocks per stage "
-        "(``build_ir_network``); options ``embedding_dim=512, dropout=0.0, "
-        "activation='prelu'|'relu'``; the output is always the embedding."
+        f"{backbone}: {family} with {list(blocks_per_stage)} blocks per stage (``build_ir_network``); "
+        "options ``embedding_dim=512, dropout=0.0, activation='prelu'|'relu'``; the output is always "
+        "the embedding."
     )
     BACKBONES.register(backbone)(registered)
 
 
 for _backbone, _blocks in IRESNET_LAYERS.items():
-    _register_iresnet(_backbone, _blocks)
+    register_ir_network(_backbone, _blocks)

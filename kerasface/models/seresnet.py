@@ -10,10 +10,7 @@ released models (face.evoLVe's bias-free 1x1 convs have ``C/16 + C`` fewer weigh
 
 from __future__ import annotations
 
-import functools
-
-from kerasface.models.iresnet import build_ir_network, embedding_backbone
-from kerasface.registry import BACKBONES
+from kerasface.models.iresnet import register_ir_network
 
 SE_REDUCTION = 16
 SERESNET_LAYERS = {
@@ -22,27 +19,5 @@ SERESNET_LAYERS = {
 }
 
 
-def _register_seresnet(backbone: str, blocks_per_stage) -> None:
-    def builder(input_shape, name, embedding_dim=512, dropout=0.0, activation="prelu"):
-        return build_ir_network(
-            input_shape,
-            blocks_per_stage,
-            name,
-            embedding_dim,
-            dropout,
-            activation,
-            se_reduction=SE_REDUCTION,
-        )
-
-    registered = functools.partial(embedding_backbone, builder, backbone)
-    registered.embedding_output = True
-    registered.__doc__ = (
-        f"{backbone}: IR-SE network with {list(blocks_per_stage)} blocks per stage "
-        "(``build_ir_network`` with SE reduction 16); options ``embedding_dim=512, dropout=0.0, "
-        "activation='prelu'|'relu'``; the output is always the embedding."
-    )
-    BACKBONES.register(backbone)(registered)
-
-
 for _backbone, _blocks in SERESNET_LAYERS.items():
-    _register_seresnet(_backbone, _blocks)
+    register_ir_network(_backbone, _blocks, se_reduction=SE_REDUCTION)
