@@ -36,3 +36,17 @@ def test_mixed_precision_policy_stays_inside_the_scope_and_outputs_stay_float32(
 def test_unknown_choices_are_refused_by_name():
     with pytest.raises(ValueError, match="mixed_precision"):
         resolve_runtime(mixed_precision="fp8")
+
+
+def test_graph_optimizer_switch_stays_inside_the_scope():
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("Grappler is TensorFlow's")
+    import tensorflow as tf
+
+    runtime = resolve_runtime(jit_compile="off")
+    before = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    with runtime.scope():
+        inside = tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False)
+    assert inside == (not runtime.graph_optimizer)
+    assert runtime.graph_optimizer == (runtime.accelerator != "cpu")
+    assert tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) == before

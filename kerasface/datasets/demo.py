@@ -46,7 +46,7 @@ import kerasface
 from kerasface.progress import progress_bar
 
 GENERATOR = "kerasface.datasets.demo"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 3
 LIGHT_FRAME = "x right, y up, z towards the camera"
 DEMO_LABEL_COLUMNS: dict[str, list[str]] = {
     "gender": ["female", "male"],
@@ -338,7 +338,7 @@ def sample_identity(config: DemoConfig, identity: int) -> IdentityParams:
         hair_length=d.uniform(0.3, 0.9),
         hair_waves=(d.uniform(18.0, 40.0), d.uniform(-0.6, 0.6), d.uniform(0.0, 2 * np.pi)),
         beard_style=d.choose(("full", "goatee", "moustache")) if male and has_beard else "none",
-        beard_density=d.uniform(0.7, 0.95),
+        beard_density=d.uniform(0.85, 1.0),
         stubble=(d.uniform(55.0, 85.0), d.uniform(55.0, 85.0), d.uniform(0, 2 * np.pi), d.uniform(0, 2 * np.pi)),
     )
 
@@ -371,7 +371,7 @@ def sample_image(config: DemoConfig, identity: IdentityParams, index: int) -> Im
         facial_hair=bool(identity.facial_hair and not shaved),
         occlusion=occlusion,
         spectacles=spectacles,
-        expression=d.uniform(0.6, 1.0),
+        expression=d.uniform(0.75, 1.0),
         yaw=math.radians(yaw_degrees),
         roll=math.radians(d.uniform(-max_roll, max_roll)),
         shift=(d.uniform(-max_shift, max_shift), d.uniform(-max_shift, max_shift)),
@@ -384,7 +384,7 @@ def sample_image(config: DemoConfig, identity: IdentityParams, index: int) -> Im
         gaze=d.uniform(-0.3, 0.3),
         frame_colour=dark_frame if d.chance(0.7) else light_frame,
         frame_radius=d.uniform(1.5, 1.9),
-        frame_thickness=d.uniform(0.012, 0.022),
+        frame_thickness=d.uniform(0.018, 0.03),
         lens_tint=d.uniform(0.0, 0.25),
         occluder_centre=(d.uniform(-0.35, 0.35), d.uniform(-0.35, 0.55)),
         occluder_half_size=(d.uniform(0.18, 0.32), d.uniform(0.14, 0.28)),
@@ -468,7 +468,7 @@ def _planes(albedo: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
 
 def _expression(image: ImageParams) -> tuple[float, float, float]:
     """(mouth-corner lift, happy strength, sad strength) of the image's emotion."""
-    smile = {"happy": 0.07, "neutral": 0.0, "sad": -0.06}[image.emotion] * image.expression
+    smile = {"happy": 0.13, "neutral": 0.0, "sad": -0.11}[image.emotion] * image.expression
     happy = image.expression if image.emotion == "happy" else 0.0
     sad = image.expression if image.emotion == "sad" else 0.0
     return smile, happy, sad
@@ -502,7 +502,7 @@ def _draw_eyes(p: IdentityParams, q: ImageParams, u, v, features, albedo) -> Non
         fw += p.socket_depth * (0.6 * _gauss(du, dv, p.eye_w, eye_h) - _gauss(du, dv, brow_w, 2.2 * p.eye_h))
         fw += p.brow_ridge * _gauss(du, dv + p.brow_gap, brow_w, 0.05)
         across = (du / brow_w) ** 2
-        brow_line = dv + p.brow_gap - p.brow_arch * (1.0 - across) - 0.04 * sad * (side * uw - p.eye_dx) / brow_w
+        brow_line = dv + p.brow_gap - p.brow_arch * (1.0 - across) - 0.08 * sad * (side * uw - p.eye_dx) / brow_w
         brow = np.exp(-((brow_line / p.brow_thickness) ** 2) - across * across * across)
         _mix(aw, brow_colour, p.brow_darkness * brow)
         eye = (du / p.eye_w) ** 2 + (dv / eye_h) ** 2 < 1.0
@@ -557,21 +557,26 @@ def _draw_mouth(p: IdentityParams, q: ImageParams, u, v, features, albedo) -> np
     seam = np.exp(-((mouth_line / (0.3 * p.lip_thickness)) ** 2)) * span
     features[w] += p.lip_height * lips[w] - 0.03 * seam
     _mix(_planes(albedo, w), np.asarray(q.skin_colour) * np.asarray(p.lip_tint), 1.6 * lips[w] - 0.3)
-    _planes(albedo, w)[:] *= 1.0 - 0.6 * seam
+    if happy:  # an open smile: teeth between the lips instead of the dark seam
+        teeth = np.exp(-((mouth_line / (0.6 * p.lip_thickness)) ** 2)) * span
+        _mix(_planes(albedo, w), (0.9, 0.88, 0.82), 1.6 * happy * teeth)
+        _planes(albedo, w)[:] *= 1.0 - 0.6 * (1.0 - happy) * seam
+    else:
+        _planes(albedo, w)[:] *= 1.0 - 0.6 * seam
     return lips
 
 
 def _draw_facial_hair(p: IdentityParams, q: ImageParams, u, v, face, inside, lips, albedo) -> None:
     """Dark stubble texture on the upper lip (moustache), chin (goatee) or whole lower face (full)."""
-    moustache = _gauss(u, v - (p.mouth_y - p.lip_thickness - 0.04), 1.1 * p.mouth_width, 0.045)
+    moustache = _gauss(u, v - (p.mouth_y - p.lip_thickness - 0.045), 1.25 * p.mouth_width, 0.06)
     if p.beard_style == "full":
-        region = np.clip((v - p.mouth_y + 0.1) / 0.05, 0.0, 1.0) * inside + moustache
+        region = np.clip((v - p.mouth_y + 0.12) / 0.05, 0.0, 1.0) * inside + moustache
     elif p.beard_style == "goatee":
-        region = _gauss(u, v - p.mouth_y - 0.13, 0.14, 0.12) + moustache
+        region = _gauss(u, v - p.mouth_y - 0.13, 0.2, 0.16) + moustache
     else:
         region = moustache
     stubble = 0.75 + 0.25 * np.sin(p.stubble[0] * u + p.stubble[2]) * np.sin(p.stubble[1] * v + p.stubble[3])
-    colour = 0.3 * np.minimum(np.asarray(q.hair_colour), np.asarray(q.skin_colour))
+    colour = 0.2 * np.minimum(np.asarray(q.hair_colour), np.asarray(q.skin_colour))
     _mix(albedo, colour, p.beard_density * np.clip(region, 0.0, 1.0) * stubble * (1.0 - 0.8 * lips) * face)
 
 

@@ -53,23 +53,23 @@ def run_train_benchmark(bench: TrainBenchmark, seed: int = 0) -> dict:
     runtime = resolve_runtime("auto", bench.mixed_precision, bench.jit_compile)
     keras.utils.set_random_seed(seed)
     shape = (bench.image_size, bench.image_size, 3)
-    with runtime.scope():
-        model = build_branch_model(bench.backbone, num_branches=bench.branches, num_outputs=bench.num_outputs,
-                                   input_shape=shape, backbone_kwargs=bench.backbone_kwargs)
-        runtime.compile(model, keras.optimizers.Adam(3e-4), keras.losses.BinaryCrossentropy())
     rng = np.random.default_rng(seed)
     views = [rng.uniform(0, 255, (bench.batch_size, *shape)).astype(np.float32) for _ in range(bench.branches)]
     x = views if bench.branches > 1 else views[0]
     y = (rng.uniform(size=(bench.batch_size, bench.num_outputs)) < 0.3).astype(np.float32)
-    start = time.perf_counter()
-    for _ in range(bench.warmup_steps):
-        model.train_on_batch(x, y)
-    warmup = time.perf_counter() - start
-    times = []
-    for _ in range(bench.steps):
-        t = time.perf_counter()
-        model.train_on_batch(x, y)
-        times.append(time.perf_counter() - t)
+    with runtime.scope():  # training runs inside it too, as in kerasface.train.run
+        model = build_branch_model(bench.backbone, num_branches=bench.branches, num_outputs=bench.num_outputs,
+                                   input_shape=shape, backbone_kwargs=bench.backbone_kwargs)
+        runtime.compile(model, keras.optimizers.Adam(3e-4), keras.losses.BinaryCrossentropy())
+        start = time.perf_counter()
+        for _ in range(bench.warmup_steps):
+            model.train_on_batch(x, y)
+        warmup = time.perf_counter() - start
+        times = []
+        for _ in range(bench.steps):
+            t = time.perf_counter()
+            model.train_on_batch(x, y)
+            times.append(time.perf_counter() - t)
     times = np.array(times)
     return {
         **dataclasses.asdict(bench),

@@ -10,7 +10,11 @@ and cost twice the warm-up and memory (3x DenseNet121 at 48x48, batch 32, 2 core
 36.4 samples/s, 153 vs 80 s warm-up, 6.5 vs 3.2 GB peak host memory) or ran five times slower
 (ResNet50, EfficientNetV2S).
 
-The dtype policy and the JAX distribution are set only inside ``Runtime.scope()`` and restored
+TensorFlow's graph optimizer (Grappler) is off inside the scope on CPU without XLA: on 3x
+DenseNet121 it took 35 of the 90 s spent before the first step and the steps ran no faster with
+it (808 vs 790 ms at 48x48, batch 16).
+
+The dtype policy, the graph-optimizer switch and the JAX distribution are set only inside ``Runtime.scope()`` and restored
 on exit, so models built afterwards in the same process are not affected: build, compile,
 ``fit`` and predict all inside it.
 """
@@ -41,6 +45,7 @@ class Runtime:
     jit_compile: bool
     strategy: object = None  # tf.distribute.Strategy on TensorFlow
     distribution: object = None  # keras.distribution.Distribution on JAX
+    graph_optimizer: bool = True  # TensorFlow's Grappler passes on traced functions
 
     def global_batch_size(self, per_replica: int) -> int:
         return per_replica * self.num_replicas
@@ -49,9 +54,14 @@ class Runtime:
     def scope(self):
         """Build and compile models in here: strategy scope plus the dtype policy."""
         previous_policy = keras.config.dtype_policy()
-        previous_distribution = None
+        previous_distribution = previous_options = None
         keras.config.set_dtype_policy(self.precision)
         try:
+            if self.backend == "tensorflow" and not self.graph_optimizer:
+                import tensorflow as tf
+
+                previous_options = tf.config.optimizer.get_experimental_options()
+                tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
             if self.distribution is not None:
                 previous_distribution = keras.distribution.distribution()
                 keras.distribution.set_distribution(self.distribution)
@@ -62,6 +72,11 @@ class Runtime:
                 yield self
         finally:
             keras.config.set_dtype_policy(previous_policy)
+            if previous_options is not None:
+                import tensorflow as tf
+
+                tf.config.optimizer.set_experimental_options(
+                    {"disable_meta_optimizer": previous_options.get("disable_meta_optimizer", False)})
             if self.distribution is not None:
                 keras.distribution.set_distribution(previous_distribution)
 
@@ -82,6 +97,7 @@ class Runtime:
             "replicas": self.num_replicas,
             "mixed_precision": self.precision,
             "jit_compile": self.jit_compile,
+            "graph_optimizer": self.graph_optimizer,
         }
 
 
@@ -192,4 +208,5 @@ def resolve_runtime(strategy: str = "auto", mixed_precision: str = "auto", jit_c
         precision = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[mixed_precision]
     jit = auto_jit_compile(backend, accelerator) if jit_compile == "auto" else jit_compile == "on"
     return Runtime(backend, strategy_name, device, accelerator, replicas, precision, jit,
-                   strategy=tf_strategy, distribution=distribution)
+                   strategy=tf_strategy, distribution=distribution,
+                   graph_optimizer=not (backend == "tensorflow" and accelerator == "cpu" and not jit))
