@@ -25,7 +25,7 @@ import numpy as np
 
 from kerasface.eval.pairs import PairSet
 from kerasface.eval.verification import evaluate as verify
-from kerasface.losses import FocalLoss, OHEM, TripletLoss, ContrastiveLoss  # noqa: F401  (registers)
+import kerasface.losses  # noqa: F401  (registers the heads and losses)
 from kerasface.models import create_backbone
 from kerasface.registry import BACKBONES, LOSSES, TASKS
 from kerasface.train.tasks import Task, predict_split
@@ -151,10 +151,8 @@ class RecognitionTask(Task):
         return model.get_layer(EMBEDDING_LAYER) if self.head_name else model
 
     def loss(self):
-        if self.loss_name == "triplet":
-            return TripletLoss(**self.config.model.loss_kwargs)
-        if self.loss_name == "contrastive":
-            return ContrastiveLoss(**self.config.model.loss_kwargs)
+        if self.loss_name in METRIC_LOSSES:
+            return LOSSES.get(self.loss_name)(**self.config.model.loss_kwargs)
         if self.loss_name:
             return LOSSES.get(self.loss_name)()
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
