@@ -146,6 +146,12 @@ def test_config_sections_file_and_flags(tmp_path):
     assert (config.model.backbone, config.optim.epochs, config.optim.learning_rate) == ("resnet50", 2, 0.001)
     assert config.data.path == "x.csv"
     assert TrainConfig.from_dict(config.to_dict()) == config
+    demo = {"image_size": 32, "epochs": 3, "demo_identities": 100}
+    path.write_text("data:\n  image_size: 64\n")
+    config = config_from_args(parser.parse_args(["--config", str(path)]), demo_defaults=demo)
+    assert (config.data.image_size, config.optim.epochs, config.data.demo_identities) == (64, 3, 100)
+    config = config_from_args(parser.parse_args(["--data", "x.csv"]), demo_defaults=demo)
+    assert (config.data.image_size, config.optim.epochs) == (48, 6)
     path.write_text("backbone: resnet50\nepoch: 7\n")
     with pytest.raises(ValueError, match="unknown setting.*epoch"):
         config_from_args(parser.parse_args(["--config", str(path)]))

@@ -13,7 +13,7 @@ def training_command(argv, description: str, defaults: dict | None = None, demo_
     under a --config file and flags; ``demo_defaults`` on top of them when the run trains on the
     demo dataset, no --data given) and train, resume or dry-run."""
     from kerasface.registry import TASKS
-    from kerasface.train.config import add_config_arguments, config_from_args, load_config_file
+    from kerasface.train.config import add_config_arguments, config_from_args
     from kerasface.train.tasks import task_class
 
     task_class("attributes")
@@ -37,11 +37,7 @@ def training_command(argv, description: str, defaults: dict | None = None, demo_
     if args.resume:
         train(resume=args.resume, epochs=args.epochs)
         return 0
-    defaults = dict(defaults or {})
-    from_file = load_config_file(args.config) if args.config else {}
-    if not args.data and not from_file.get("data") and not from_file.get("path"):
-        defaults.update(demo_defaults or {})
-    config = config_from_args(args, defaults)
+    config = config_from_args(args, defaults, demo_defaults)
     if args.dry_run:
         print(json.dumps(dry_run(config)))
         return 0

@@ -321,8 +321,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--run-id", help="name of the run folder (default: backbone, views and time)")
 
 
-def config_from_args(args: argparse.Namespace, defaults: dict | None = None) -> TrainConfig:
-    """Defaults (flat keys; a front end's own, under the file), the ``--config`` file, then flags."""
+def config_from_args(args: argparse.Namespace, defaults: dict | None = None,
+                     demo_defaults: dict | None = None) -> TrainConfig:
+    """Defaults (flat keys; a front end's own, under the file), the ``--config`` file, then flags;
+    ``demo_defaults`` join the defaults when neither file nor flags name a dataset (the run
+    trains on the demo data)."""
     values = dict(defaults or {})
     if getattr(args, "config", None):
         values.update(load_config_file(args.config))
@@ -336,4 +339,8 @@ def config_from_args(args: argparse.Namespace, defaults: dict | None = None) -> 
             merged[section] = {**merged[section], name: value}
         else:
             merged[key] = value
-    return TrainConfig.from_dict(merged, source=getattr(args, "config", None) or "flags")
+    source = getattr(args, "config", None) or "flags"
+    config = TrainConfig.from_dict(merged, source=source)
+    if demo_defaults and config.data.path is None:
+        config = TrainConfig.from_dict({**demo_defaults, **merged}, source=source)
+    return config

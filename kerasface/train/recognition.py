@@ -23,8 +23,8 @@ import inspect
 import keras
 import numpy as np
 
-from kerasface.eval.pairs import PairSet
-from kerasface.eval.verification import evaluate as verify
+from kerasface.eval.pairs import PairSet, contiguous_folds
+from kerasface.eval.verification import evaluate as verify, l2_normalize
 import kerasface.losses  # noqa: F401  (registers the heads and losses)
 from kerasface.models import create_backbone
 from kerasface.registry import BACKBONES, LOSSES, TASKS
@@ -66,6 +66,11 @@ def identity_pairs(identity: np.ndarray, max_pairs: int = MAX_PAIRS, seed: int =
     chosen = np.concatenate([rng.choice(positives, count, replace=False), rng.choice(negatives, count, replace=False)])
     chosen = rng.permutation(chosen)
     return np.stack([i[chosen], j[chosen]], 1), same[chosen]
+
+
+def pair_folds(num_pairs: int) -> np.ndarray:
+    """The protocol's 10 contiguous folds (fewer when there are fewer pairs)."""
+    return contiguous_folds(num_pairs, min(10, num_pairs))
 
 
 def embedding_backbone(name: str, input_shape, embedding_dim: int, **kwargs) -> keras.Model:
@@ -170,8 +175,7 @@ class RecognitionTask(Task):
 
     def pair_set(self, name: str, samples) -> PairSet:
         pairs, issame = identity_pairs(samples.identity, seed=self.config.seed)
-        folds = np.arange(len(issame)) * 10 // len(issame)
-        return PairSet(name, [str(p) for p in samples.paths[pairs.reshape(-1)]], issame, folds)
+        return PairSet(name, [str(p) for p in samples.paths[pairs.reshape(-1)]], issame, pair_folds(len(issame)))
 
     def callbacks(self, run_dir, pipelines):
         from kerasface.eval.callback import PairSetEvaluation
@@ -188,15 +192,14 @@ class RecognitionTask(Task):
         images_only = dataset.map(lambda x, y: (x[0] if isinstance(x, tuple) else x, y))
         identity, embeddings = predict_split(embedder, images_only)
         pairs, issame = identity_pairs(identity, seed=self.config.seed)
-        folds = np.arange(len(issame)) * 10 // len(issame)
-        result = verify(embeddings[pairs[:, 0]], embeddings[pairs[:, 1]], issame, folds)
+        first, second = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
+        result = verify(first, second, issame, pair_folds(len(issame)))
         figures = result.to_dict()
         flat = {k: v for k, v in figures.items() if isinstance(v, (int, float))}
         for far, tar in (figures.get("tar_at_far") or {}).items():
             flat[f"tar_at_far_{far}"] = tar
-        e1 = embeddings[pairs[:, 0]] / np.linalg.norm(embeddings[pairs[:, 0]], axis=1, keepdims=True)
-        e2 = embeddings[pairs[:, 1]] / np.linalg.norm(embeddings[pairs[:, 1]], axis=1, keepdims=True)
-        return flat, {"roc": {"verification (cosine)": (issame.astype(np.float32), np.sum(e1 * e2, axis=1))}}
+        cosine = np.sum(l2_normalize(first) * l2_normalize(second), axis=1)
+        return flat, {"roc": {"verification (cosine)": (issame.astype(np.float32), cosine)}}
 
     def layout(self) -> str:
         head = f" -> {self.config.model.loss} head ({self.num_train_classes} identities)" if self.head_name else \
