@@ -102,11 +102,15 @@ class Task:
         """Loss and metrics of ``model`` over a whole split from one predict pass, and the
         report fields of that split."""
         y_true, y_score = predict_split(model, dataset)
+        return self.score(y_true, y_score), self.report_fields(y_true, y_score)
+
+    def score(self, y_true: np.ndarray, y_score: np.ndarray) -> dict[str, float]:
+        """The task's loss and metrics over a split's targets and scores."""
         results = {"loss": float(self.loss()(y_true, y_score))}
         for metric in self.metrics():
             metric.update_state(y_true, y_score)
             results[metric.name] = float(metric.result())
-        return results, self.report_fields(y_true, y_score)
+        return results
 
     def report_fields(self, y_true: np.ndarray, y_score: np.ndarray) -> dict:
         return {}
@@ -145,22 +149,20 @@ class AttributesTask(Task):
         return [keras.metrics.BinaryAccuracy(name="binary_accuracy"),
                 keras.metrics.AUC(name="auc", multi_label=True, num_labels=self.num_outputs)]
 
-    def evaluate(self, model, dataset):
-        """Loss and metrics of the split, and per attribute column the AUC as the seed notes
-        report it (``auc_<column>``: one-vs-rest macro AUC for a column of several values)."""
+    def score(self, y_true, y_score):
+        """Loss and metrics, and per attribute column the AUC as the seed notes report it
+        (``auc_<column>``: one-vs-rest macro AUC for a column of several values)."""
         from kerasface.eval.attributes import attribute_metrics
 
-        results, fields = super().evaluate(model, dataset)
-        y_true, y_score = fields.pop("scores")
+        results = super().score(y_true, y_score)
         metrics = attribute_metrics(y_true, y_score, self.spec.label_columns)
         results.update({f"auc_{column}": auc for column, auc in metrics.column_auc.items()})
         if metrics.mean_auc is not None:
             results["mean_column_auc"] = metrics.mean_auc
-        return results, fields
+        return results
 
     def report_fields(self, y_true, y_score):
-        return {"roc": {label: (y_true[:, j], y_score[:, j]) for j, label in enumerate(self.output_names)},
-                "scores": (y_true, y_score)}
+        return {"roc": {label: (y_true[:, j], y_score[:, j]) for j, label in enumerate(self.output_names)}}
 
 
 @TASKS.register("identity")
