@@ -14,9 +14,11 @@ from kerasface.models.iresnet import build_ir_network
 from kerasface.models.layers import ImagePreprocessing, L2Normalize
 from kerasface.models.mobilefacenet import build_mobilefacenet
 from kerasface.models.presets import build_seed_model, seed_preset
+from kerasface.models.reversal import GradientReversal
 from kerasface.models.vit import build_vit
 
 __all__ = [
+    "GradientReversal",
     "ImagePreprocessing",
     "L2Normalize",
     "VOTE_MODES",
