@@ -160,3 +160,40 @@ def test_masked_auc_ignores_missing_values():
     keep = ~np.isnan(onehot[:, 0])
     expected = np.mean([roc_auc_score(onehot[keep, j], scores[keep, j]) for j in range(3)])
     assert float(metric.result()) == pytest.approx(expected, abs=1e-3)
+
+
+def test_empty_attribute_cells_are_missing_values_when_asked(tmp_path):
+    """Without missing_labels an empty cell is a bad row; with it the column's outputs are NaN, the
+    column's value is -1, undersampling keeps the row, and the pipeline carries identity and labels."""
+    import cv2
+
+    from kerasface.data.balance import undersample
+    from kerasface.data.pipeline import InputConfig, build_pipeline
+    from kerasface.data.readers import read_csv
+    from kerasface.data.spec import column_values
+    from kerasface.errors import BadInputError
+
+    rows = [("a", "female", "happy"), ("a", "", "sad"), ("b", "male", ""), ("b", "male", "neutral"),
+            ("c", "male", "happy"), ("c", "female", "sad")]
+    lines = ["path,identity,gender,emotion"]
+    for k, (identity, gender, emotion) in enumerate(rows):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), np.full((20, 20, 3), 40 * k, np.uint8))
+        lines.append(f"{k}.png,{identity},{gender},{emotion}")
+    (tmp_path / "attributes.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(BadInputError, match="empty value in column 'gender'"):
+        read_csv(tmp_path / "attributes.csv")
+    _, spec = read_csv(tmp_path / "attributes.csv", missing_labels=True)
+    assert spec.label_columns == {"gender": ["female", "male"], "emotion": ["happy", "neutral", "sad"]}
+    labels = spec.samples.labels
+    assert np.isnan(labels[1, 0]) and not np.isnan(labels[1, 1:]).any() and labels[1, 3] == 1.0
+    assert np.isnan(labels[2, 1:]).all() and labels[2, 0] == 1.0
+    assert np.isfinite(np.delete(labels, [1, 2], axis=0)).all()
+    values = column_values(spec.label_columns, labels)
+    assert values["gender"].tolist() == [0, -1, 1, 1, 1, 0] and values["emotion"].tolist() == [0, 2, -1, 1, 0, 2]
+    kept = undersample(spec, factors={"gender": 3})
+    assert len(kept) == 4 and 1 in [list(spec.samples.paths).index(p) for p in kept.paths]
+
+    dataset = build_pipeline(spec, input_config=InputConfig(16, "single"), target="identity_labels", batch_size=6)
+    images, (identity, batch_labels) = next(iter(dataset))
+    assert images.shape == (6, 16, 16, 3) and identity.numpy().tolist() == [0, 0, 1, 1, 2, 2]
+    np.testing.assert_array_equal(np.isnan(batch_labels.numpy()), np.isnan(labels))

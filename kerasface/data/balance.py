@@ -145,6 +145,7 @@ def undersample(
     ``target_ratio``: per column (or one number for every column), reduce each value with
     more than ``floor(target * n_minority)`` samples to that many; the minority (the
     smallest value that has samples) is never reduced.
+    A sample whose value of a column is missing is never dropped for that column.
     Columns are processed in the order given, each on what the previous one kept. The
     samples a column drops depend only on ``seed``, the column name and its input, so one
     call equals the chain of single-column calls with the same seed.
@@ -167,7 +168,7 @@ def undersample(
     kept = np.arange(len(samples))
     for column, amount in amounts.items():
         values = all_values[column][kept]
-        counts = np.bincount(values, minlength=len(spec.label_columns[column]))
+        counts = np.bincount(values[values >= 0], minlength=len(spec.label_columns[column]))
         limits = counts.copy()
         if mode == "factor":
             majority = int(np.argmax(counts))

@@ -21,7 +21,7 @@ from kerasface.data.decode import base_size, decode_image, resize_image
 from kerasface.data.readers import samples_dataset
 from kerasface.data.spec import DatasetSpec, LabelMirror, Samples
 
-TARGETS = ("labels", "identity", None)
+TARGETS = ("labels", "identity", "identity_labels", None)
 
 
 @dataclasses.dataclass
@@ -142,8 +142,8 @@ def build_pipeline(
     threads: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``(x, y)``: x one float32 (B, S, S, 3) tensor or a tuple of three (views),
-    y the label vectors (``target="labels"``), identity indices (``"identity"``), or no y
-    (``None``). ``augment`` applies only when ``training``; ``shuffle`` defaults to ``training``.
+    y the label vectors (``target="labels"``), identity indices (``"identity"``), both as
+    ``(identity, labels)`` (``"identity_labels"``), or no y (``None``). ``augment`` applies only when ``training``; ``shuffle`` defaults to ``training``.
     A flip exchanges the labels that name a side (``mirror``: "auto" takes ``spec.label_mirror``).
     ``cache``: True keeps decoded images in memory, a path caches them in files there.
     ``pk=(p, k)``: P x K identity batches (batch size p * k) in an endless stream instead of
@@ -156,7 +156,7 @@ def build_pipeline(
     augment = modality_safe(augment, config.views) if training else None
     if mirror == "auto":
         mirror = spec.label_mirror
-    if target != "labels":
+    if target not in ("labels", "identity_labels"):
         mirror = None
     buffer = max(1, min(shuffle_buffer, len(samples)))
 
@@ -169,7 +169,9 @@ def build_pipeline(
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
     def load(record):
-        y = record["labels"] if target == "labels" else record["identity"]
+        y = {"labels": record["labels"], "identity": record["identity"]}.get(target)
+        if target == "identity_labels":
+            y = (record["identity"], record["labels"])
         return preprocess_encoded(record["image"], config), y
 
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
@@ -181,11 +183,15 @@ def build_pipeline(
         dataset = dataset.repeat()
 
     if augment is not None:
+        def augment_xy(xy, s):
+            if target != "identity_labels":
+                return augment_example(xy[0], xy[1], s, augment, mirror)
+            image, labels = augment_example(xy[0], xy[1][1], s, augment, mirror)
+            return image, (xy[1][0], labels)
+
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda xy, s: augment_example(xy[0], xy[1], s, augment, mirror),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=deterministic,
+            augment_xy, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic,
         )
 
     def to_model_input(image, y):

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from kerasface.data.decode import IMAGE_EXTENSIONS, find_bad_images, is_image_name
 from kerasface.data.recordio import IDX_NAME, REC_NAME, read_recordio
-from kerasface.data.spec import DatasetSpec, Samples, Skipped, encode_labels
+from kerasface.data.spec import MISSING_VALUE, DatasetSpec, Samples, Skipped, encode_labels
 from kerasface.data.tfrecord import TFRECORD_SPEC, read_tfrecords
 from kerasface.errors import BadInputError
 
@@ -149,13 +149,16 @@ def read_csv(
     skip_bad: bool = False,
     verify: str = "full",
     progress: bool = False,
+    missing_labels: bool = False,
 ) -> tuple[tf.data.Dataset, DatasetSpec]:
     """A CSV with a path column, an optional identity column and label columns (multi-label).
 
     Paths are relative to ``root`` (default: the CSV's folder). ``label_columns`` defaults to
     every other column. Vocabularies are the sorted distinct values unless
     ``label_vocabulary`` fixes them (e.g. the training set's), in which case a value outside
-    it is bad input. Rows are numbered as lines of the file (the header is line 1).
+    it is bad input. Rows are numbered as lines of the file (the header is line 1). An empty
+    label cell is bad input, unless ``missing_labels``: then it is a missing value, NaN in that
+    column's outputs (``kerasface.losses.masked`` leaves it out of the column's loss and AUC).
     """
     csv_path = Path(csv_path).expanduser().resolve()
     if not csv_path.is_file():
@@ -187,6 +190,8 @@ def read_csv(
         else:
             for column in label_columns + ([identity_column] if identity_column else []):
                 value = (row.get(column) or "").strip()
+                if value == "" and missing_labels and column in label_columns:
+                    continue
                 if value == "":
                     reason = f"empty value in column {column!r}"
                     break
@@ -208,7 +213,7 @@ def read_csv(
         raise BadInputError(f"{csv_path}: no usable rows")
 
     vocab = {
-        c: list((label_vocabulary or {}).get(c) or sorted({r[c] for _, _, r in good}))
+        c: list((label_vocabulary or {}).get(c) or sorted({r[c] for _, _, r in good} - {MISSING_VALUE}))
         for c in label_columns
     }
     single = [c for c, v in vocab.items() if len(v) < 2]
@@ -236,10 +241,10 @@ def read_dataset(path, **kwargs) -> tuple[tf.data.Dataset, DatasetSpec]:
         return read_csv(path, **kwargs)
     if (path.is_file() and path.suffix.lower() == ".rec") or (
             path.is_dir() and ((path / REC_NAME).is_file() or (path / IDX_NAME).is_file())):
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("verify", "skip_bad", "progress")}
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("verify", "skip_bad", "progress", "missing_labels")}
         return read_recordio(path, **kwargs)
     if path.is_dir() and (path / TFRECORD_SPEC).is_file():
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("verify", "skip_bad", "progress")}
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("verify", "skip_bad", "progress", "missing_labels")}
         return read_tfrecords(path, **kwargs)
     if path.is_dir() and (path / "attributes.csv").is_file():
         return read_csv(path / "attributes.csv", **kwargs)

@@ -162,13 +162,20 @@ def column_slices(label_columns: dict[str, list[str]]) -> dict[str, slice]:
     return slices
 
 
+MISSING_VALUE = ""
+
+
 def encode_labels(label_columns: dict[str, list[str]], rows: list[dict[str, str]]) -> np.ndarray:
-    """Multi-hot (N, L) matrix for rows of column -> value; a value outside the vocabulary raises."""
+    """Multi-hot (N, L) matrix for rows of column -> value; a value outside the vocabulary raises.
+    A missing value (an empty cell) makes that column's outputs NaN for the row."""
     slices = column_slices(label_columns)
     width = sum(s.stop - s.start for s in slices.values())
     out = np.zeros((len(rows), width), np.float32)
     for r, row in enumerate(rows):
         for column, vocab in label_columns.items():
+            if row[column] == MISSING_VALUE:
+                out[r, slices[column]] = np.nan
+                continue
             k = vocab.index(row[column])
             if len(vocab) == 2:
                 out[r, slices[column].start] = float(k)
@@ -178,12 +185,16 @@ def encode_labels(label_columns: dict[str, list[str]], rows: list[dict[str, str]
 
 
 def column_values(label_columns: dict[str, list[str]], labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Per column, the vocabulary index of each sample (the inverse of ``encode_labels``)."""
+    """Per column, the vocabulary index of each sample (the inverse of ``encode_labels``); -1
+    where the value is missing (NaN)."""
     labels = np.asarray(labels)
     out = {}
     for column, s in column_slices(label_columns).items():
         block = labels[:, s]
-        out[column] = block[:, 0].astype(np.int64) if block.shape[1] == 1 else np.argmax(block, 1)
+        missing = np.isnan(block).any(axis=1)
+        block = np.where(np.isnan(block), 0.0, block)
+        values = block[:, 0].astype(np.int64) if block.shape[1] == 1 else np.argmax(block, 1)
+        out[column] = np.where(missing, -1, values)
     return out
 
 

@@ -42,6 +42,7 @@ class DataConfig:
     path: str | None = None
     skip_bad: bool = False
     verify: str = "auto"
+    missing_labels: bool = False
     undersample: str | None = None
     split: str = "sample"
     test_fraction: float = 0.5

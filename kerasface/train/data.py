@@ -25,7 +25,8 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
     """Read the dataset (the demo data when ``config.data.path`` is None), split it and
     undersample the training part."""
     data, notes = config.data, []
-    _, spec = read_dataset(data.resolved_path(), skip_bad=data.skip_bad, verify=data.verify, progress=progress)
+    _, spec = read_dataset(data.resolved_path(), skip_bad=data.skip_bad, verify=data.verify, progress=progress,
+                           missing_labels=data.missing_labels)
     if spec.skipped:
         notes.append(f"skipped {len(spec.skipped)} unusable input(s); see the dataset summary")
     parts = split_samples(spec, mode=data.split, test_fraction=data.test_fraction,

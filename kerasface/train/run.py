@@ -68,7 +68,7 @@ def new_run_dir(config: TrainConfig) -> Path:
 def dry_run(config: TrainConfig) -> dict:
     """Build the model as a run would (outputs from the dataset's labels), print its summary
     and return its parameter counts."""
-    _, spec = read_dataset(config.data.resolved_path(), verify="none")
+    _, spec = read_dataset(config.data.resolved_path(), verify="none", missing_labels=config.data.missing_labels)
     task = create_task(config, spec)
     if task.num_outputs == 0:
         task.check_data({})

@@ -135,6 +135,10 @@ class AttributesTask(Task):
                 f"{self.spec.source}: no attribute label columns; the attributes task needs a CSV with a "
                 "'path' column and label columns (or a folder holding attributes.csv); to classify the "
                 "identities of an image folder use --task identity")
+        if np.isnan(self.spec.samples.labels).any():
+            raise BadInputError(
+                f"{self.spec.source}: some attribute values are missing (empty cells); the attributes task "
+                "needs every value: fill them in, or train the multitask task, which leaves missing values out")
         single = {c: v for c, v in self.spec.label_columns.items() if len(v) < 2}
         if single:
             column, values = next(iter(single.items()))
