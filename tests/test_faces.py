@@ -1,0 +1,222 @@
+"""MTCNN detection, 5-point alignment, photo reading, dataset preparation and the identification
+app, on real photographs that installed packages ship: scikit-image's astronaut (Eileen Collins)
+and matplotlib's grace_hopper.jpg."""
+
+import json
+import os
+
+import cv2
+import matplotlib.cbook
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from kerasface.errors import BadInputError
+from kerasface.faces.align import (ARCFACE_112, ARCFACE_112x96, align_face, alignment_matrix, crop_face,
+                                   output_size, template, transform_points, umeyama)
+from kerasface.faces.detect import FaceDetector, select_faces, shape_batches
+from kerasface.faces.imread import read_photo
+
+EYE_TOLERANCE_PX = 4.0
+
+
+def _write(path, rgb) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def _shifted(image, dx, dy, scale=1.0, size=None):
+    h, w = image.shape[:2]
+    return cv2.warpAffine(image, np.array([[scale, 0, dx], [0, scale, dy]], np.float64), size or (w, h))
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """Both photographs at 256 px wide (faces of about 45 and 85 px), RGB uint8."""
+    astronaut = cv2.resize(skdata.astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    grace = read_photo(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    grace = cv2.resize(grace, (256, 300), interpolation=cv2.INTER_AREA)
+    return {"astronaut": astronaut, "grace": grace}
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return FaceDetector()
+
+
+@pytest.fixture(scope="module")
+def pair_image(photos):
+    """Both people side by side in one 512x300 frame: astronaut left, Grace Hopper right."""
+    frame = np.zeros((300, 512, 3), np.uint8)
+    frame[:256, :256] = photos["astronaut"]
+    frame[:, 256:] = photos["grace"]
+    return frame
+
+
+# detection
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace"])
+def test_one_face_with_landmarks_inside_the_box_in_anatomical_order(photos, detector, name):
+    faces = detector.detect_one(photos[name])
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.confidence > 0.95
+    x1, y1, x2, y2 = face.box
+    assert 30 < x2 - x1 < 150 and 30 < y2 - y1 < 150
+    (lex, ley), (rex, rey), (nx, ny), (mlx, mly), (mrx, mry) = face.landmarks
+    assert np.all((face.landmarks[:, 0] > x1) & (face.landmarks[:, 0] < x2))
+    assert np.all((face.landmarks[:, 1] > y1) & (face.landmarks[:, 1] < y2))
+    assert lex < nx < rex and mlx < mrx
+    assert max(ley, rey) < ny < min(mly, mry)
+
+
+def test_several_images_per_call_match_one_at_a_time(photos, detector):
+    blank = np.full((200, 180, 3), 128, np.uint8)
+    tiny = np.zeros((10, 30, 3), np.uint8)
+    batched = detector.detect([photos["astronaut"], blank, photos["grace"], tiny])
+    assert [len(f) for f in batched] == [1, 0, 1, 0]
+    for faces, name in ((batched[0], "astronaut"), (batched[2], "grace")):
+        alone = detector.detect_one(photos[name])[0]
+        assert np.abs(faces[0].box - alone.box).max() < 2.0
+        assert np.abs(faces[0].landmarks - alone.landmarks).max() < 2.0
+
+
+def test_minimum_face_size_and_confidence_threshold(photos, detector):
+    confidence = detector.detect_one(photos["grace"])[0].confidence
+    assert not FaceDetector(min_face_size=200).detect_one(photos["grace"])
+    strict = FaceDetector(threshold=(confidence + 1.0) / 2)
+    assert not strict.detect_one(photos["grace"])
+    with pytest.raises(BadInputError, match="confidence threshold"):
+        FaceDetector(threshold=1.5)
+
+
+def test_large_images_are_detected_downscaled_in_original_pixels(photos, detector):
+    face = detector.detect_one(photos["grace"])[0]
+    big = cv2.resize(photos["grace"], (512, 600), interpolation=cv2.INTER_CUBIC)
+    scaled = FaceDetector(max_side=300).detect_one(big)
+    assert len(scaled) == 1
+    assert np.abs(scaled[0].box - 2 * face.box).max() < 6.0
+    assert np.abs(scaled[0].landmarks - 2 * face.landmarks).max() < 6.0
+
+
+def test_largest_and_all_modes(pair_image, detector):
+    faces = detector.detect_one(pair_image)
+    assert len(faces) == 2
+    assert faces[0].area > faces[1].area and faces[0].box[0] > 256 > faces[1].box[2]
+    assert select_faces(faces, "largest") == faces[:1]
+    assert select_faces(faces, "all") == faces
+    with pytest.raises(BadInputError, match="unknown face mode 'biggest'"):
+        select_faces(faces, "biggest")
+
+
+def test_shape_batches_group_similar_shapes_up_to_the_batch_size():
+    shapes = [(250, 250)] * 5 + [(600, 400), (100, 100), (250, 240)]
+    batches = shape_batches(shapes, batch_size=4)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    assert all(len(b) <= 4 for b in batches)
+    for batch in batches:
+        height = max(shapes[i][0] for i in batch)
+        width = max(shapes[i][1] for i in batch)
+        assert all(height * width <= 1.25 * shapes[i][0] * shapes[i][1] for i in batch)
+    assert [b for b in batches if 5 in b] == [[5]] and [b for b in batches if 6 in b] == [[6]]
+
+
+# alignment
+
+
+def test_umeyama_recovers_a_similarity_and_agrees_with_scikit_image():
+    from skimage.transform import SimilarityTransform
+
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 100, (5, 2))
+    angle, scale, shift = 0.4, 1.7, np.array([12.0, -5.0])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    dst = scale * src @ rotation.T + shift
+    matrix = umeyama(src, dst)
+    np.testing.assert_allclose(matrix[:2, :2], scale * rotation, atol=1e-9)
+    np.testing.assert_allclose(matrix[:2, 2], shift, atol=1e-9)
+    mirrored = dst * np.array([-1.0, 1.0]) + rng.normal(0, 2.0, dst.shape)
+    ours = umeyama(src, mirrored)
+    theirs = SimilarityTransform.from_estimate(src, mirrored).params
+    np.testing.assert_allclose(ours, theirs, atol=1e-8)
+    assert np.linalg.det(ours[:2, :2]) > 0
+
+
+def test_templates_and_sizes():
+    np.testing.assert_allclose(template(112), ARCFACE_112)
+    np.testing.assert_allclose(template("112x96"), ARCFACE_112x96)
+    np.testing.assert_allclose(ARCFACE_112 - ARCFACE_112x96, [[8, 0]] * 5)
+    np.testing.assert_allclose(template(224), 2 * ARCFACE_112)
+    np.testing.assert_allclose(template((224, 192)), 2 * ARCFACE_112x96)
+    assert output_size("112x96") == (112, 96) and output_size(112) == (112, 112)
+    with pytest.raises(BadInputError, match="expected N or HxW"):
+        output_size("big")
+
+
+@pytest.mark.parametrize("name", ["astronaut", "grace"])
+@pytest.mark.parametrize("size", [112, (112, 96)])
+def test_eye_centres_land_on_the_template(photos, detector, name, size):
+    """The landmarks mapped by the alignment, and the eyes MTCNN finds again on the aligned
+    face itself, lie within a few pixels of the template's eyes."""
+    image = photos[name]
+    face = detector.detect_one(image)[0]
+    eyes = template(size)[:2]
+    mapped = transform_points(alignment_matrix(face.landmarks, size), face.landmarks[:2])
+    assert np.linalg.norm(mapped - eyes, axis=1).max() < EYE_TOLERANCE_PX
+    aligned = align_face(image, face.landmarks, size)
+    assert aligned.shape == (*output_size(size), 3) and aligned.dtype == np.uint8
+    canvas = np.zeros((224, 224, 3), np.uint8)
+    canvas[56:56 + aligned.shape[0], 56:56 + aligned.shape[1]] = aligned
+    again = detector.detect_one(canvas)
+    assert len(again) == 1
+    assert np.linalg.norm(again[0].landmarks[:2] - 56 - eyes, axis=1).max() < EYE_TOLERANCE_PX
+
+
+def test_box_crop_with_margin():
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[50:150, 100:200] = 255
+    box = (100, 50, 200, 150)
+    tight = crop_face(image, box, 112, margin=0.0)
+    assert tight[4:-4, 4:-4].min() == 255
+    loose = crop_face(image, box, 112, margin=0.5)
+    white = np.argwhere(loose[:, :, 0] > 127)
+    assert abs(white[:, 0].min() - 28) <= 1 and abs(white[:, 0].max() - 83) <= 1
+    assert abs(white[:, 1].min() - 28) <= 1 and abs(white[:, 1].max() - 83) <= 1
+    narrow = crop_face(image, box, (112, 96), margin=0.0)
+    white = np.argwhere(narrow[:, :, 0] > 127)
+    assert narrow.shape == (112, 96, 3)
+    assert white[:, 1].min() == 0 and white[:, 1].max() == 95
+    assert abs(white[:, 0].min() - 8) <= 1 and abs(white[:, 0].max() - 103) <= 1
+
+
+# reading photos
+
+
+def test_grayscale_cmyk_16_bit_and_exif_rotated_photos(tmp_path):
+    from PIL import Image
+
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[:10, :20] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    gray = np.tile(np.arange(60, dtype=np.uint16) * 1000, (40, 1))
+    assert cv2.imwrite(str(tmp_path / "deep.png"), gray)
+    cv2.imwrite(str(tmp_path / "gray.png"), (gray // 256).astype(np.uint8))
+
+    rotated = read_photo(tmp_path / "rotated.jpg")
+    assert rotated.shape == (60, 40, 3)
+    assert rotated[2, -3, 0] > 200 and rotated[2, -3, 1:].max() < 60
+    assert rotated[2, 2].max() < 60
+    cmyk = read_photo(tmp_path / "cmyk.jpg")
+    assert cmyk.shape == (40, 60, 3) and cmyk[2, 2, 0] > 200 and cmyk[2, 2, 1:].max() < 60
+    for name in ("deep.png", "gray.png"):
+        image = read_photo(tmp_path / name)
+        assert image.shape == (40, 60, 3) and image.dtype == np.uint8
+        assert np.array_equal(image[..., 0], image[..., 2])
+        assert abs(int(image[0, 59, 0]) - 59000 // 256) <= 1
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff" + b"x" * 50)
+    with pytest.raises(BadInputError, match="corrupt.jpg: not a readable image"):
+        read_photo(tmp_path / "corrupt.jpg")
