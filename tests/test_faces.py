@@ -220,3 +220,152 @@ def test_grayscale_cmyk_16_bit_and_exif_rotated_photos(tmp_path):
     (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff" + b"x" * 50)
     with pytest.raises(BadInputError, match="corrupt.jpg: not a readable image"):
         read_photo(tmp_path / "corrupt.jpg")
+
+
+# dataset preparation
+
+
+def _only_error_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), text
+    return lines[0]
+
+
+def _hidden_files(root):
+    return [p for p in root.rglob(".*")]
+
+
+@pytest.fixture
+def raw_folder(tmp_path, photos, pair_image):
+    """Real photos stored every way the preparation must handle, a picture without a face, a
+    corrupt and an empty file, and entries to ignore."""
+    from PIL import Image
+
+    src = tmp_path / "raw"
+    astronaut, grace = photos["astronaut"], photos["grace"]
+    _write(src / "eileen" / "photo.jpg", astronaut)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.rot90(astronaut).copy()).save(src / "eileen" / "rotated.jpg", exif=exif.tobytes(),
+                                                     quality=95)
+    assert cv2.imwrite(str(src / "eileen" / "gray.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY))
+    assert cv2.imwrite(str(src / "eileen" / "deep.png"), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)
+    _write(src / "eileen" / "nothing.png", cv2.resize(skdata.coffee(), (200, 133), interpolation=cv2.INTER_AREA))
+    _write(src / "grace" / "photo.jpg", grace)
+    Image.fromarray(grace).convert("CMYK").save(src / "grace" / "cmyk.jpg", quality=95)
+    _write(src / "grace" / "pair.png", pair_image)
+    good = (src / "grace" / "photo.jpg").read_bytes()
+    (src / "grace" / "corrupt.jpg").write_bytes(good[: len(good) // 3])
+    (src / "grace" / "empty.png").write_bytes(b"")
+    (src / "grace" / "notes.txt").write_text("not an image")
+    (src / "grace" / ".DS_Store").write_bytes(b"\0")
+    _write(src / "stray.jpg", astronaut)
+    return src
+
+
+ALIGNED = ["eileen/deep.png", "eileen/gray.png", "eileen/photo.jpg", "eileen/rotated.jpg", "grace/cmyk.jpg",
+           "grace/pair.png", "grace/photo.jpg"]
+
+
+def test_prepare_counts_every_case_leaves_src_alone_and_resumes(raw_folder, tmp_path, snapshot, capsys):
+    from kerasface.cli.prepare_faces import main
+
+    before = snapshot(raw_folder)
+    dst = tmp_path / "aligned"
+    assert main([str(raw_folder), str(dst), "--quiet", "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((dst / "summary.json").read_text())
+    assert summary["complete"] is True
+    assert summary["counts"] == {"aligned": 7, "no_face": 1, "several_faces": 1, "unreadable": 2,
+                                 "skipped_done": 0, "ignored": 3}
+    assert sorted(summary["aligned"]) == ALIGNED
+    assert summary["no_face"] == ["eileen/nothing.png"]
+    assert {u["file"] for u in summary["unreadable"]} == {"grace/corrupt.jpg", "grace/empty.png"}
+    assert {i["file"] for i in summary["ignored"]} == {"stray.jpg", "grace/notes.txt", "grace/.DS_Store"}
+    several = summary["several_faces"][0]
+    assert several["file"] == "grace/pair.png" and several["faces"] == 2 and several["kept"]["box"][0] > 256
+    for line in ("aligned: 7", "no face found: 1", "several faces: 1", "unreadable/corrupt: 2", "skipped as done: 0",
+                 "grace/corrupt.jpg: ", "eileen/nothing.png", "grace/pair.png: 2 faces, kept the largest"):
+        assert line in printed
+    assert snapshot(raw_folder) == before
+    outputs = sorted(p.relative_to(dst).as_posix() for p in dst.rglob("*") if p.is_file())
+    assert outputs == sorted(ALIGNED + ["summary.json"])
+    faces = {rel: read_photo(dst / rel).astype(np.float32) for rel in ALIGNED}
+    assert all(f.shape == (112, 112, 3) for f in faces.values())
+    for rel in ALIGNED:
+        own, other = (faces["eileen/photo.jpg"], faces["grace/photo.jpg"])[::1 if rel.startswith("eileen") else -1]
+        assert 2 * np.abs(faces[rel] - own).mean() < np.abs(faces[rel] - other).mean()
+
+    written = snapshot(dst)
+    assert main([str(raw_folder), str(dst), "--quiet"]) == 0
+    again = json.loads((dst / "summary.json").read_text())
+    assert again["counts"] == {"aligned": 0, "no_face": 1, "several_faces": 0, "unreadable": 2,
+                               "skipped_done": 7, "ignored": 3}
+    assert sorted(again["skipped_done"]) == ALIGNED
+    assert {k: v for k, v in snapshot(dst).items() if not k.endswith("summary.json")} == \
+        {k: v for k, v in written.items() if not k.endswith("summary.json")}
+    assert snapshot(raw_folder) == before
+
+
+class _Interrupting:
+    """A detector that lets ``calls`` batches of one image through, then raises KeyboardInterrupt."""
+
+    def __init__(self, inner, calls):
+        self.inner, self.calls = inner, calls
+        self.batch_size, self.min_face_size, self.threshold = 1, inner.min_face_size, inner.threshold
+
+    def detect(self, images):
+        self.calls -= 1
+        if self.calls < 0:
+            raise KeyboardInterrupt
+        return self.inner.detect(images)
+
+
+def test_interrupted_preparation_keeps_whole_files_and_a_rerun_completes(tmp_path, photos, detector):
+    from kerasface.faces.prepare import prepare_faces
+
+    src, dst = tmp_path / "raw", tmp_path / "aligned"
+    for k in range(4):
+        _write(src / "eileen" / f"{k}.png", _shifted(photos["astronaut"], 3 * k, 2 * k))
+    with pytest.raises(KeyboardInterrupt):
+        prepare_faces(src, dst, detector=_Interrupting(detector, 2), progress=False)
+    summary = json.loads((dst / "summary.json").read_text())
+    assert summary["complete"] is False and sorted(summary["aligned"]) == ["eileen/0.png", "eileen/1.png"]
+    assert sorted(p.name for p in (dst / "eileen").iterdir()) == ["0.png", "1.png"]
+    assert not _hidden_files(dst)
+    summary = prepare_faces(src, dst, detector=detector, progress=False)
+    assert summary["complete"] is True
+    assert sorted(summary["skipped_done"]) == ["eileen/0.png", "eileen/1.png"]
+    assert sorted(summary["aligned"]) == ["eileen/2.png", "eileen/3.png"]
+    assert sorted(p.name for p in (dst / "eileen").iterdir()) == ["0.png", "1.png", "2.png", "3.png"]
+
+
+def test_all_faces_at_112x96(tmp_path, pair_image, photos, detector):
+    from kerasface.faces.prepare import prepare_faces
+
+    src, dst = tmp_path / "raw", tmp_path / "aligned"
+    _write(src / "both" / "pair.png", pair_image)
+    summary = prepare_faces(src, dst, size="112x96", mode="all", detector=detector, progress=False)
+    assert summary["several_faces"][0]["kept"] == "all"
+    assert sorted(p.name for p in (dst / "both").iterdir()) == ["pair.png", "pair_face1.png"]
+    largest, second = read_photo(dst / "both" / "pair.png"), read_photo(dst / "both" / "pair_face1.png")
+    assert largest.shape == second.shape == (112, 96, 3)
+    alone = {name: align_face(photos[name], detector.detect_one(photos[name])[0].landmarks, (112, 96)).astype(np.float32)
+             for name in photos}
+    for face, own, other in ((largest, "grace", "astronaut"), (second, "astronaut", "grace")):
+        face = face.astype(np.float32)
+        assert 2 * np.abs(face - alone[own]).mean() < np.abs(face - alone[other]).mean()
+
+
+def test_prepare_bad_folders_give_one_error_line(tmp_path, capsys):
+    from kerasface.cli.prepare_faces import main
+
+    src = tmp_path / "raw"
+    (src / "empty_person").mkdir(parents=True)
+    cases = [([str(tmp_path / "missing"), str(tmp_path / "out")], "missing: no such folder"),
+             ([str(src), str(src / "aligned")], "must lie outside"),
+             ([str(src), str(tmp_path / "out")], "no images in identity sub-folders")]
+    for argv, message in cases:
+        assert main(argv + ["--quiet"]) == 1
+        assert message in _only_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "out").exists() and not (src / "aligned").exists()
