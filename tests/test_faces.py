@@ -369,3 +369,161 @@ def test_prepare_bad_folders_give_one_error_line(tmp_path, capsys):
         assert main(argv + ["--quiet"]) == 1
         assert message in _only_error_line(capsys.readouterr().err)
     assert not (tmp_path / "out").exists() and not (src / "aligned").exists()
+
+
+# identification app
+
+
+def _embedding_model(path, seed):
+    import keras
+
+    from kerasface.models import create_backbone
+
+    keras.utils.set_random_seed(seed)
+    create_backbone("mobilefacenet", input_shape=(112, 112, 3), embedding_dim=64).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_files(tmp_path_factory, photos, pair_image):
+    """An untrained MobileFaceNet (.keras and a run folder with report.json), a gallery folder of
+    two people (each photo and its mirror image) and probes: the pair shifted and scaled."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("app")
+    model = _embedding_model(root / "model.keras", seed=0)
+    run = root / "run"
+    run.mkdir()
+    shutil.copy(model, run / "model.keras")
+    (run / "report.json").write_text(json.dumps({"results": {"test": {"threshold": 0.4, "accuracy": 0.9}}}))
+    people = root / "people"
+    for name, folder in (("astronaut", "eileen"), ("grace", "grace")):
+        _write(people / folder / "photo.png", photos[name])
+        _write(people / folder / "mirror.png", photos[name][:, ::-1].copy())
+    probes = root / "probes"
+    _write(probes / "pair.png", _shifted(pair_image, 12, 8, 0.95))
+    _write(probes / "nothing.png", cv2.resize(skdata.coffee(), (200, 133), interpolation=cv2.INTER_AREA))
+    (probes / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return {"root": root, "model": model, "run": run, "people": people, "probes": probes}
+
+
+@pytest.fixture(scope="module")
+def gallery(app_files):
+    from kerasface.cli.identify import main
+
+    out = app_files["root"] / "gallery.npz"
+    assert main(["enroll", "--model", str(app_files["model"]), "--gallery", str(app_files["people"]),
+                 "--out", str(out), "--flip", "--quiet"]) == 0
+    return out
+
+
+def _log(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _names_left_to_right(faces) -> list[str]:
+    return [f["name"] for f in sorted(faces, key=lambda f: f["box"][0])]
+
+
+def test_enrolled_gallery_records_people_and_model(gallery, app_files):
+    from kerasface.eval.embeddings import load_embedding_model
+    from kerasface.faces.gallery import Gallery
+
+    saved = Gallery.load(gallery)
+    assert saved.names == ["eileen", "grace"] and saved.counts == [2, 2] and saved.flip
+    assert saved.model == str(app_files["model"]) and saved.embeddings.shape == (2, 64)
+    np.testing.assert_allclose(np.linalg.norm(saved.embeddings, axis=1), 1.0, atol=1e-5)
+    saved.check_model(load_embedding_model(app_files["run"]))
+
+
+def test_identifies_both_people_in_a_folder_of_images(gallery, app_files, capsys):
+    from kerasface.cli.identify import main
+
+    out = app_files["root"] / "found"
+    assert main(["run", "--model", str(app_files["model"]), "--gallery", str(gallery), str(app_files["probes"]),
+                 "--out", str(out), "--threshold", "0.8", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "threshold 0.800 (--threshold)" in err and "broken.jpg" in err
+    records = {r["source"]: r for r in _log(out / "log.jsonl")}
+    assert set(records) == {"pair.png", "nothing.png", "broken.jpg"}
+    faces = records["pair.png"]["faces"]
+    assert _names_left_to_right(faces) == ["eileen", "grace"]
+    assert all(f["known"] and f["similarity"] >= 0.8 for f in faces)
+    assert records["nothing.png"]["faces"] == []
+    assert "does not decode" in records["broken.jpg"]["error"] or "not a readable image" in records["broken.jpg"]["error"]
+    probe, drawn = read_photo(app_files["probes"] / "pair.png"), read_photo(out / "pair.png")
+    assert drawn.shape == probe.shape and np.abs(drawn.astype(int) - probe).max() > 100
+    assert sorted(p.name for p in out.iterdir()) == ["log.jsonl", "nothing.png", "pair.png"]
+
+    assert main(["run", "--model", str(app_files["model"]), "--gallery", str(gallery),
+                 str(app_files["probes"] / "pair.png"), "--threshold", "0.9999", "--quiet"]) == 0
+    (line,) = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [f["name"] for f in line["faces"]] == ["unknown", "unknown"]
+    assert sorted(f["closest"] for f in line["faces"]) == ["eileen", "grace"]
+
+
+def test_identifies_both_people_in_a_video_with_the_run_threshold(gallery, app_files, pair_image, capsys):
+    from kerasface.cli.identify import main
+
+    video = app_files["root"] / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (512, 300))
+    for k in range(3):
+        writer.write(cv2.cvtColor(_shifted(pair_image, 4 * k, 3 * k, 0.97), cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = app_files["root"] / "video-out"
+    assert main(["run", "--model", str(app_files["run"]), "--gallery", str(gallery), str(video),
+                 "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "threshold 0.800 (" in err and "report.json: test threshold 0.400" in err
+    log = _log(out / "log.jsonl")
+    assert [r["frame"] for r in log] == [0, 1, 2] and [r["time_s"] for r in log] == [0.0, 0.1, 0.2]
+    assert all(_names_left_to_right(r["faces"]) == ["eileen", "grace"] for r in log)
+    capture = cv2.VideoCapture(str(out / "clip.mp4"))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames == 3
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "log.jsonl"]
+
+
+def test_bad_input_gives_one_error_line_and_writes_nothing(gallery, app_files, tmp_path, capsys):
+    from kerasface.cli.identify import main
+
+    other = _embedding_model(tmp_path / "other.keras", seed=1)
+    (tmp_path / "junk.mp4").write_bytes(b"junk" * 100)
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 40)
+    (tmp_path / "not-a-gallery.npz").write_bytes(b"PK nothing")
+    (tmp_path / "empty-people").mkdir()
+    out = tmp_path / "out"
+    model, run = str(app_files["model"]), ["run", "--quiet", "--out", str(out)]
+    cases = [
+        (run + ["--model", str(other), "--gallery", str(gallery), str(app_files["probes"] / "pair.png")],
+         "enrolled with another model"),
+        (run + ["--model", model, "--gallery", str(gallery), str(tmp_path / "corrupt.png")],
+         "corrupt.png: not a readable image"),
+        (run + ["--model", model, "--gallery", str(gallery), str(tmp_path / "junk.mp4")],
+         "junk.mp4: cannot open the video"),
+        (run + ["--model", model, "--gallery", str(gallery), "7"], "camera 7: cannot open it"),
+        (run + ["--model", model, "--gallery", str(tmp_path / "not-a-gallery.npz"), str(tmp_path)],
+         "not-a-gallery.npz: not a gallery file"),
+        (["enroll", "--quiet", "--model", model, "--gallery", str(tmp_path / "empty-people"), "--out",
+          str(out / "g.npz")], "empty-people: empty gallery folder"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 1, argv
+        captured = capsys.readouterr()
+        assert message in _only_error_line(captured.err)
+        assert "Traceback" not in captured.err
+        assert not out.exists()
+
+
+def test_threshold_from_the_run_report(tmp_path):
+    from kerasface.faces.app import report_threshold
+
+    assert report_threshold(tmp_path / "model.keras") is None
+    (tmp_path / "report.json").write_text(json.dumps({"results": {
+        "validation": {"validation_accuracy": 0.9, "validation_threshold": 1.0}, "test": {"threshold": 1.4}}}))
+    similarity, where = report_threshold(tmp_path / "model.keras")
+    assert similarity == pytest.approx(0.5) and "validation validation_threshold" in where
+    (tmp_path / "report.json").write_text(json.dumps({"results": {"test": {"threshold": 1.4}}}))
+    assert report_threshold(tmp_path)[0] == pytest.approx(0.3)

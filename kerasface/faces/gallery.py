@@ -1,0 +1,165 @@
+"""A gallery of enrolled people: one L2-normalised mean embedding per person, matched by cosine
+similarity.
+
+``enroll`` reads ``folder/<person>/<image>`` (the image-folder rules of
+``kerasface.faces.prepare``), takes the largest face of each image, aligns it to the model's
+input size, embeds it (``kerasface.eval.embeddings``) and averages the normalised embeddings of
+each person. The ``.npz`` file records the model it came from: its name and the embedding of a
+fixed synthetic probe image (its fingerprint), so that a different model, in whatever format, is
+refused instead of giving meaningless matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from kerasface.errors import BadInputError
+from kerasface.eval.embeddings import EmbeddingModel, embed_batches
+from kerasface.eval.verification import l2_normalize
+from kerasface.faces.align import extract_face
+from kerasface.faces.detect import FaceDetector
+from kerasface.faces.imread import read_photo
+from kerasface.fileio import atomic_write
+from kerasface.progress import progress_bar
+
+GALLERY_FORMAT = 1
+FINGERPRINT_MIN_COSINE = 0.999
+EMBED_BATCH = 8
+
+
+def probe_image(size) -> np.ndarray:
+    """The fixed float32 (1, H, W, 3) image in [0, 255] whose embedding identifies a model."""
+    height, width = size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    y, x = y / height, x / width
+    channels = [np.sin(2 * np.pi * (3 * x + 2 * y)), np.cos(2 * np.pi * (5 * y - x) + 1.0),
+                np.sin(2 * np.pi * 7 * x * y + 2.0)]
+    return (127.5 + 127.0 * np.stack(channels, axis=-1))[None].astype(np.float32)
+
+
+def embed_faces(model: EmbeddingModel, faces: np.ndarray, flip: bool = False) -> np.ndarray:
+    """L2-normalised (N, D) embeddings of face crops (N, H, W, 3) at the model's input size."""
+    faces = np.asarray(faces, np.float32)
+    if faces.ndim != 4 or faces.shape[1:3] != tuple(model.image_size):
+        raise BadInputError(f"{model.name}: faces of shape {faces.shape[1:]}, the model takes "
+                            f"{model.image_size[0]}x{model.image_size[1]}")
+    batches = (faces[i:i + EMBED_BATCH] for i in range(0, len(faces), EMBED_BATCH))
+    vectors = embed_batches(model, batches, len(faces), EMBED_BATCH, flip=flip, progress=False)
+    return l2_normalize(vectors).astype(np.float32)
+
+
+def model_fingerprint(model: EmbeddingModel) -> np.ndarray:
+    return embed_faces(model, probe_image(model.image_size))[0]
+
+
+@dataclasses.dataclass
+class Gallery:
+    names: list[str]
+    embeddings: np.ndarray
+    counts: list[int]
+    model: str
+    fingerprint: np.ndarray
+    image_size: tuple[int, int]
+    method: str = "align"
+    margin: float = 0.2
+    flip: bool = False
+    files: dict = dataclasses.field(default_factory=dict)
+
+    def save(self, path) -> None:
+        meta = {"format": GALLERY_FORMAT, "model": self.model, "image_size": list(self.image_size),
+                "method": self.method, "margin": self.margin, "flip": self.flip, "counts": list(self.counts),
+                "files": self.files}
+        arrays = {"names": np.array(self.names, dtype=str), "embeddings": self.embeddings.astype(np.float32),
+                  "fingerprint": self.fingerprint.astype(np.float32), "meta": np.array(json.dumps(meta))}
+        atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
+
+    @classmethod
+    def load(cls, path) -> Gallery:
+        path = Path(path)
+        if not path.is_file():
+            raise BadInputError(f"{path}: no such gallery file (make one with: kerasface-identify enroll)")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                names, embeddings = [str(n) for n in data["names"]], np.asarray(data["embeddings"], np.float32)
+                fingerprint, meta = np.asarray(data["fingerprint"], np.float32), json.loads(str(data["meta"]))
+        except (OSError, ValueError, KeyError, EOFError) as error:
+            raise BadInputError(f"{path}: not a gallery file of kerasface-identify enroll ({error})") from None
+        if meta.get("format") != GALLERY_FORMAT or embeddings.shape != (len(names), len(fingerprint)):
+            raise BadInputError(f"{path}: not a gallery file of kerasface-identify enroll (format "
+                                f"{meta.get('format')}, embeddings {embeddings.shape} for {len(names)} names)")
+        return cls(names, embeddings, meta["counts"], meta["model"], fingerprint, tuple(meta["image_size"]),
+                   meta["method"], meta["margin"], meta["flip"], meta.get("files", {}))
+
+    def check_model(self, model: EmbeddingModel, where: str = "gallery") -> None:
+        """BadInputError unless ``model`` embeds the probe image as the enrolling model did."""
+        if tuple(model.image_size) != tuple(self.image_size):
+            raise BadInputError(
+                f"{where}: enrolled with {self.model} ({self.image_size[0]}x{self.image_size[1]} faces); "
+                f"{model.name} takes {model.image_size[0]}x{model.image_size[1]}. Enroll again with this model.")
+        probe = model_fingerprint(model)
+        if probe.shape != self.fingerprint.shape or float(probe @ self.fingerprint) < FINGERPRINT_MIN_COSINE:
+            raise BadInputError(
+                f"{where}: enrolled with another model ({self.model}); {model.name} embeds differently "
+                "(its fingerprint does not match). Enroll again with this model: kerasface-identify enroll "
+                f"--model {model.name} ...")
+
+    def match(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each normalised row: the index of the most similar person and the cosine similarity."""
+        similarity = np.asarray(vectors, np.float32) @ self.embeddings.T
+        best = np.argmax(similarity, axis=1)
+        return best, similarity[np.arange(len(best)), best]
+
+
+def gallery_files(folder) -> list[str]:
+    """``person/image`` paths of a gallery folder; BadInputError naming it when there are none."""
+    from kerasface.faces.prepare import source_files
+
+    folder = Path(folder).expanduser().resolve()
+    if not folder.is_dir():
+        raise BadInputError(f"{folder}: no such gallery folder (expected one sub-folder of photos per person)")
+    files, _ = source_files(folder)
+    if not files:
+        raise BadInputError(f"{folder}: empty gallery folder; expected one sub-folder of photos per person "
+                            f"({folder}/<person>/<image>)")
+    return files
+
+
+def enroll(model: EmbeddingModel, folder, detector: FaceDetector, method: str = "align", margin: float = 0.2,
+           flip: bool = False, progress: bool = True) -> tuple[Gallery, list[str]]:
+    """The gallery of ``folder/<person>/<image>`` and the problems met (files without a usable
+    face, people left out), each naming its file."""
+    folder = Path(folder).expanduser().resolve()
+    files = gallery_files(folder)
+    problems, crops, owners = [], [], []
+    for rel in progress_bar(files, desc="enrolling", unit="img", enabled=progress):
+        try:
+            image = read_photo(folder / rel)
+        except BadInputError as error:
+            problems.append(str(error))
+            continue
+        faces = detector.detect_one(image)
+        if not faces:
+            problems.append(f"{folder / rel}: no face found")
+            continue
+        if len(faces) > 1:
+            problems.append(f"{folder / rel}: {len(faces)} faces, enrolled the largest")
+        crops.append(extract_face(image, faces[0], model.image_size, method, margin))
+        owners.append(rel)
+    people = list(dict.fromkeys(rel.split("/")[0] for rel in files))
+    used = {p: [rel for rel in owners if rel.split("/")[0] == p] for p in people}
+    problems += [f"{folder / p}: no usable face; {p} is left out" for p in people if not used[p]]
+    names = [p for p in people if used[p]]
+    if not names:
+        raise BadInputError(f"{folder}: no face could be enrolled:\n  " + "\n  ".join(problems[:20]))
+    vectors = embed_faces(model, np.stack(crops), flip=flip)
+    person = np.array([names.index(rel.split("/")[0]) for rel in owners])
+    means = l2_normalize(np.stack([vectors[person == k].mean(axis=0) for k in range(len(names))]))
+    gallery = Gallery(names, means.astype(np.float32), [len(used[p]) for p in names], model.name,
+                      model_fingerprint(model), tuple(model.image_size), method, margin, flip,
+                      {p: used[p] for p in names})
+    return gallery, problems
+
