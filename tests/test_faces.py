@@ -527,3 +527,17 @@ def test_threshold_from_the_run_report(tmp_path):
     assert similarity == pytest.approx(0.5) and "validation validation_threshold" in where
     (tmp_path / "report.json").write_text(json.dumps({"results": {"test": {"threshold": 1.4}}}))
     assert report_threshold(tmp_path)[0] == pytest.approx(0.3)
+
+
+def test_detection_benchmark_compares_both_paths_on_the_same_photos(tmp_path, photos):
+    from kerasface.faces.benchmark import benchmark_detection, box_iou
+
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
+    for name, image in photos.items():
+        _write(tmp_path / name / "photo.jpg", image)
+    result = benchmark_detection(tmp_path, limit=2, batch_size=2, warmup=1)
+    assert result["images"] == 2 and result["plain_loop_images_per_s"] > 0 and result["kit_images_per_s"] > 0
+    assert result["agreement"]["same_face_count"] == 1.0 and result["agreement"]["largest_box_iou"]["mean"] > 0.8
+    eyes = result["eye_error_px"]
+    assert eyes["residual"]["count"] == 4 and eyes["residual"]["max"] < EYE_TOLERANCE_PX
+    assert eyes["redetected"]["found_again"] == 2 and eyes["redetected"]["max"] < EYE_TOLERANCE_PX
