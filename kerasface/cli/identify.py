@@ -90,6 +90,8 @@ def _run(args) -> int:
         raise BadInputError(f"{args.out}: exists and is not a folder (--out names a folder)")
     gallery = Gallery.load(args.gallery)
     source = Source(args.input)
+    if args.out is not None and source.kind == "folder" and source.root.resolve() in Path(args.out).resolve().parents:
+        raise BadInputError(f"{args.out}: the output folder must lie outside the input folder {args.input}")
     model = load_embedding_model(args.model, image_size=args.image_size)
     gallery.check_model(model, where=args.gallery)
     if args.threshold is not None:

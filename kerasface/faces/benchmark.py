@@ -105,6 +105,7 @@ def benchmark_detection(folder, limit: int = 200, batch_size: int = 16, workers:
         "speedup": round(loop_seconds / kit_seconds, 2),
         "agreement": {"same_face_count": round(same_count / len(paths), 4),
                       "largest_box_iou": _figures(ious),
-                      "largest_box_iou_at_least_0.5": round(float(np.mean(np.array(ious) >= 0.5)), 4) if ious else None},
+                      "largest_box_iou_at_least_0.5": round(float(np.mean(np.array(ious) >= 0.5)), 4)
+                      if ious else None},
         "eye_error_px": eye_errors(detector, images, largest),
     }

@@ -40,7 +40,8 @@ def read_photo(path) -> np.ndarray:
 
 def encode_photo(image: np.ndarray, suffix: str) -> bytes:
     """RGB uint8 (H, W, 3) -> the bytes of a ``suffix`` file (.jpg at quality 95, .png, .bmp)."""
-    ok, data = cv2.imencode(suffix.lower(), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), WRITE_PARAMS.get(suffix.lower(), []))
+    suffix = suffix.lower()
+    ok, data = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), WRITE_PARAMS.get(suffix, []))
     if not ok:
         raise BadInputError(f"cannot encode an image as {suffix}")
     return data.tobytes()
