@@ -1,11 +1,13 @@
 """The data report, the input benchmark and the train benchmark on small real inputs."""
 
 import numpy as np
+import pytest
 
 from kerasface.data.benchmark import benchmark_input
 from kerasface.data.pipeline import InputConfig
 from kerasface.data.readers import read_image_folder
 from kerasface.data.stats import dataset_report
+from kerasface.models.embedding import build_embedding_model
 from kerasface.train.benchmark import TrainBenchmark, run_train_benchmark
 from kerasface.train.runtime import resolve_runtime
 
@@ -37,6 +39,19 @@ def test_train_benchmark_times_the_step_and_counts_parameters():
     assert row["step_ms_median"] > 0 and row["samples_per_s"] > 0 and row["peak_host_mib"] > 0
     auto = resolve_runtime()
     assert (row["jit_compile"], row["mixed_precision"]) == (auto.jit_compile, auto.precision)
+
+
+def test_recognition_train_benchmark_trains_the_embedding_and_margin_head():
+    """--loss arcface: the embedding backbone plus a head of num_classes centres (512 x classes)."""
+    bench = TrainBenchmark("vit", branches=1, image_size=16, batch_size=4, steps=1, warmup_steps=1, loss="arcface",
+                           num_classes=7, embedding_dim=8,
+                           backbone_kwargs=dict(patch_size=8, dim=8, depth=1, heads=1, dim_head=8, mlp_dim=8))
+    row = run_train_benchmark(bench)
+    assert row["optimizer_steps"] == 2
+    embedding = build_embedding_model("vit", (16, 16, 3), 8, **bench.backbone_kwargs)
+    assert row["params"] == embedding.count_params() + 8 * 7
+    with pytest.raises(ValueError, match="--branches 1"):
+        run_train_benchmark(TrainBenchmark("vit", branches=2, loss="arcface", backbone_kwargs=bench.backbone_kwargs))
 
 
 def test_models_and_the_train_benchmark_import_without_tensorflow():

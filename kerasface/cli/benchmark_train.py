@@ -2,6 +2,12 @@
 
     kerasface-benchmark-train --backbone densenet121 [--branches 3] [--image-size S]
         [--batch-size B] [--steps N] [--jit-compile auto on off] [--mixed-precision ...]
+    kerasface-benchmark-train --backbone iresnet50 --loss arcface --num-classes 1000 --branches 1 \
+        --image-size 112 --batch-size 32
+
+Without --loss the model is the multi-branch attribute model (binary cross-entropy, Adam); with
+--loss it is a recognition model: the backbone's embedding and a margin head over --num-classes
+identities (softmax cross-entropy, SGD momentum 0.9, weight decay 5e-4, as insightface trains).
 
 Each configuration (every combination of the values given) runs in its own process, so peak
 memory is per configuration; each prints one JSON line: samples/s, median and mean step time
@@ -28,6 +34,10 @@ def main(argv=None) -> int:
     parser.add_argument("--branches", type=positive_int, default=3)
     parser.add_argument("--backbone-kwargs", type=json_object, default={}, metavar="JSON",
                         help='backbone options as a JSON object, e.g. \'{"patch_size": 16}\' for vit at 48 px')
+    parser.add_argument("--loss", default=None,
+                        help="a margin head (arcface, cosface, ...): benchmark a recognition model instead")
+    parser.add_argument("--num-classes", type=positive_int, default=1000,
+                        help="identities of the margin head (default 1000)")
     parser.add_argument("--image-size", type=positive_int, nargs="+", default=[48])
     parser.add_argument("--batch-size", type=positive_int, nargs="+", default=[32])
     parser.add_argument("--steps", type=positive_int, default=10, help="timed steps (default 10)")
@@ -42,8 +52,13 @@ def main(argv=None) -> int:
     import kerasface.models  # noqa: F401  (registers the backbones)
     from kerasface.registry import BACKBONES
 
+    import kerasface.losses  # noqa: F401  (registers the margin heads)
+    from kerasface.registry import LOSSES
+
     for name in args.backbone:
         BACKBONES.get(name)
+    if args.loss:
+        LOSSES.get(args.loss)
     combos = list(itertools.product(args.backbone, args.image_size, args.batch_size, args.jit_compile,
                                     args.mixed_precision))
     if args.in_process:
@@ -51,14 +66,15 @@ def main(argv=None) -> int:
 
         (backbone, size, batch, jit, precision), = combos
         bench = TrainBenchmark(backbone, args.branches, size, batch, args.steps, args.warmup_steps, jit, precision,
-                               backbone_kwargs=args.backbone_kwargs)
+                               loss=args.loss, num_classes=args.num_classes, backbone_kwargs=args.backbone_kwargs)
         print(json.dumps(run_train_benchmark(bench)), flush=True)
         return 0
     failed = 0
     for backbone, size, batch, jit, precision in combos:
         command = [sys.executable, "-m", "kerasface.cli.benchmark_train", "--in-process",
                    "--backbone", backbone, "--branches", str(args.branches),
-                   "--backbone-kwargs", json.dumps(args.backbone_kwargs),
+                   "--backbone-kwargs", json.dumps(args.backbone_kwargs), "--num-classes", str(args.num_classes),
+                   *(["--loss", args.loss] if args.loss else []),
                    "--image-size", str(size), "--batch-size", str(batch), "--steps", str(args.steps),
                    "--warmup-steps", str(args.warmup_steps), "--jit-compile", jit, "--mixed-precision", precision]
         result = subprocess.run(command, capture_output=True, text=True, env=_child_environment())

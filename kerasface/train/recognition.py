@@ -18,19 +18,16 @@ distance, EER and TAR@FAR. ``model.keras`` is the embedding model without its he
 
 from __future__ import annotations
 
-import inspect
-
 import keras
 import numpy as np
 
 from kerasface.eval.pairs import PairSet, contiguous_folds
 from kerasface.eval.verification import evaluate as verify, l2_normalize
 import kerasface.losses  # noqa: F401  (registers the heads and losses)
-from kerasface.models import create_backbone
-from kerasface.registry import BACKBONES, LOSSES, TASKS
+from kerasface.models.embedding import EMBEDDING_LAYER, build_embedding_model, build_margin_model
+from kerasface.registry import LOSSES, TASKS
 from kerasface.train.tasks import Task, predict_split
 
-EMBEDDING_LAYER = "embedding"
 METRIC_LOSSES = ("triplet", "contrastive")
 LOGIT_LOSSES = ("focal", "ohem")
 MAX_PAIRS = 3000
@@ -71,21 +68,6 @@ def identity_pairs(identity: np.ndarray, max_pairs: int = MAX_PAIRS, seed: int =
 def pair_folds(num_pairs: int) -> np.ndarray:
     """The protocol's 10 contiguous folds (fewer when there are fewer pairs)."""
     return contiguous_folds(num_pairs, min(10, num_pairs))
-
-
-def embedding_backbone(name: str, input_shape, embedding_dim: int, **kwargs) -> keras.Model:
-    """The backbone ``name`` as an embedding model named ``"embedding"``: a face backbone
-    (iresnet, seresnet, mobilefacenet: its builder is marked ``embedding_output`` or takes
-    ``embedding_dim``) gives its own embedding; any other gives pooled features,
-    projected by Dense(embedding_dim) and BatchNormalization without scale, as insightface's
-    heads end."""
-    builder = BACKBONES.get(name)
-    if getattr(builder, "embedding_output", False) or "embedding_dim" in inspect.signature(builder).parameters:
-        return create_backbone(name, input_shape, model_name=EMBEDDING_LAYER, embedding_dim=embedding_dim, **kwargs)
-    features = create_backbone(name, input_shape, **kwargs)
-    x = keras.layers.Dense(embedding_dim, name="embedding_dense")(features.output)
-    x = keras.layers.BatchNormalization(scale=False, epsilon=1e-5, name="embedding_bn")(x)
-    return keras.Model(features.input, x, name=EMBEDDING_LAYER)
 
 
 @TASKS.register("recognition")
@@ -138,19 +120,15 @@ class RecognitionTask(Task):
 
     def build_embedding_model(self) -> keras.Model:
         size = self.config.data.image_size
-        return embedding_backbone(self.config.model.backbone, (size, size, 3), self.config.model.embedding_dim,
-                                  **self.config.model.backbone_kwargs)
+        return build_embedding_model(self.config.model.backbone, (size, size, 3), self.config.model.embedding_dim,
+                                     **self.config.model.backbone_kwargs)
 
     def build_model(self) -> keras.Model:
         embedding_model = self.build_embedding_model()
         if not self.head_name:
             return embedding_model
-        size = self.config.data.image_size
-        images = keras.Input((size, size, 3), name="image")
-        labels = keras.Input((), dtype="int32", name="identity")
         head = LOSSES.get(self.head_name)(self.num_train_classes, **self.config.model.loss_kwargs, name="margin_head")
-        logits = head(embedding_model(images), labels)
-        return keras.Model([images, labels], logits, name=f"{embedding_model.name}_{self.head_name}")
+        return build_margin_model(embedding_model, head, name=f"{embedding_model.name}_{self.head_name}")
 
     def inference_model(self, model: keras.Model) -> keras.Model:
         return model.get_layer(EMBEDDING_LAYER) if self.head_name else model

@@ -1,0 +1,35 @@
+"""Any registry backbone as a face-embedding model (the model a recognition head trains)."""
+
+from __future__ import annotations
+
+import inspect
+
+import keras
+
+from kerasface.models.backbones import create_backbone
+from kerasface.registry import BACKBONES
+
+EMBEDDING_LAYER = "embedding"
+
+
+def build_embedding_model(name: str, input_shape, embedding_dim: int = 512, **kwargs) -> keras.Model:
+    """The backbone ``name`` as an embedding model named ``"embedding"``: a face backbone
+    (iresnet, seresnet, mobilefacenet: its builder is marked ``embedding_output`` or takes
+    ``embedding_dim``) gives its own embedding; any other gives pooled features, projected
+    by Dense(embedding_dim) and BatchNormalization without scale, as insightface's heads end."""
+    builder = BACKBONES.get(name)
+    if getattr(builder, "embedding_output", False) or "embedding_dim" in inspect.signature(builder).parameters:
+        return create_backbone(name, input_shape, model_name=EMBEDDING_LAYER, embedding_dim=embedding_dim, **kwargs)
+    features = create_backbone(name, input_shape, **kwargs)
+    x = keras.layers.Dense(embedding_dim, name="embedding_dense")(features.output)
+    x = keras.layers.BatchNormalization(scale=False, epsilon=1e-5, name="embedding_bn")(x)
+    return keras.Model(features.input, x, name=EMBEDDING_LAYER)
+
+
+def build_margin_model(embedding_model: keras.Model, head: keras.layers.Layer, name: str | None = None) -> keras.Model:
+    """``(images, labels) -> head(embedding_model(images), labels)``: the training model of a
+    margin head (ArcFace and kin), whose logits go to softmax cross-entropy."""
+    images = keras.Input(embedding_model.input_shape[1:], name="image")
+    labels = keras.Input((), dtype="int32", name="identity")
+    logits = head(embedding_model(images), labels)
+    return keras.Model([images, labels], logits, name=name or f"{embedding_model.name}_{head.name}")
