@@ -67,13 +67,13 @@ def read_image_folder(
         raise BadInputError(f"{root}: not a folder; expected an image folder with one sub-folder per identity")
     ignored: list[Skipped] = []
     class_names, paths, identity = [], [], []
-    for entry in _visible_entries(root, ignored):
+    for entry in visible_entries(root, ignored):
         if not entry.is_dir():
             reason = "image outside any identity folder" if is_image_name(entry.name) else "not an image by name"
             ignored.append(Skipped(entry.path, reason))
             continue
         images = []
-        for f in _visible_entries(entry.path, ignored):
+        for f in visible_entries(entry.path, ignored):
             if f.is_dir():
                 ignored.append(Skipped(f.path, "folder nested inside an identity folder"))
             elif is_image_name(f.name):
@@ -104,7 +104,7 @@ def read_image_folder(
     return samples_dataset(samples), spec
 
 
-def _visible_entries(folder, ignored: list[Skipped]) -> list[os.DirEntry]:
+def visible_entries(folder, ignored: list[Skipped]) -> list[os.DirEntry]:
     """The entries of ``folder`` sorted by name; hidden ones go to ``ignored``."""
     entries = []
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kerasface.data.decode import is_image_name
-from kerasface.data.readers import _visible_entries
+from kerasface.data.readers import visible_entries
 from kerasface.data.spec import Skipped
 from kerasface.errors import BadInputError
 from kerasface.faces.align import METHODS, extract_face, output_size
@@ -40,13 +40,13 @@ def source_files(src: Path) -> tuple[list[str], list[Skipped]]:
     """Relative paths ``identity/name`` of the images of ``src``, and the entries ignored."""
     ignored: list[Skipped] = []
     files = []
-    for entry in _visible_entries(src, ignored):
+    for entry in visible_entries(src, ignored):
         if not entry.is_dir():
             reason = "image outside any identity folder" if is_image_name(entry.name) else "not an image by name"
             ignored.append(Skipped(entry.path, reason))
             continue
         before = len(files)
-        for f in _visible_entries(entry.path, ignored):
+        for f in visible_entries(entry.path, ignored):
             if f.is_dir():
                 ignored.append(Skipped(f.path, "folder nested inside an identity folder"))
             elif is_image_name(f.name):
