@@ -13,6 +13,7 @@ from kerasface.models.heads import VOTE_MODES
 from kerasface.models.iresnet import build_ir_network
 from kerasface.models.layers import ImagePreprocessing, L2Normalize
 from kerasface.models.mobilefacenet import build_mobilefacenet
+from kerasface.models.multitask import build_multitask_model
 from kerasface.models.presets import build_seed_model, seed_preset
 from kerasface.models.reversal import GradientReversal
 from kerasface.models.vit import build_vit
@@ -26,6 +27,7 @@ __all__ = [
     "build_branch_model",
     "build_ir_network",
     "build_mobilefacenet",
+    "build_multitask_model",
     "build_seed_model",
     "build_vit",
     "create_backbone",
