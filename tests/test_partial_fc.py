@@ -1,0 +1,229 @@
+"""Partial FC (``sample_rate`` of every margin head): at sample_rate 1.0 the loss and gradients
+of the full head; below it every positive class sampled, the logits the full head's columns of
+the sampled classes, a static shape inside a compiled step that updates only sampled centres."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import kerasface.losses  # noqa: F401
+from kerasface.losses.margin import MASKED_LOGIT
+from kerasface.registry import LOSSES
+
+HEADS = ["softmax", "normface", "sphereface", "cosface", "arcface", "combined", "magface", "adaface"]
+NUM_CLASSES, DIM, BATCH = 12, 6, 10
+
+
+def data(seed=0, num_classes=NUM_CLASSES, batch=BATCH):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(DIM, num_classes)).astype("float32")
+    # embeddings near their class centre, norms 5..120 (MagFace and AdaFace read the norm)
+    labels = rng.integers(0, num_classes, batch).astype("int32")
+    direction = centres[:, labels].T / np.linalg.norm(centres[:, labels].T, axis=1, keepdims=True)
+    direction = direction + rng.normal(scale=0.6, size=direction.shape)
+    norms = rng.uniform(5.0, 120.0, size=(batch, 1))
+    x = (direction / np.linalg.norm(direction, axis=1, keepdims=True) * norms).astype("float32")
+    return x, labels, centres
+
+
+def make(name, centres, **kwargs):
+    """A head with these (embedding_dim, num_classes) centres (a Partial FC head stores them
+    class-major)."""
+    head = LOSSES.create(name, centres.shape[1], **kwargs)
+    head.build((None, centres.shape[0]))
+    head.centres.assign(centres.T if head.class_major else centres)
+    return head
+
+
+def loss_and_gradients(head, x, labels, targets, training=True):
+    """Mean softmax cross-entropy of head(x, labels) against ``targets`` plus the head's own
+    losses, and its gradients with respect to x and the centres."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = head(x, labels, training=training)
+            loss = ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+            loss += sum(head.losses)
+        gx, gw = tape.gradient(loss, [x, head.centres.value])  # gw: IndexedSlices of gathered rows
+        return float(loss), np.asarray(gx), np.asarray(tf.convert_to_tensor(gw))
+    import jax
+
+    def total(x, trainable):
+        non_trainable = [v.value for v in head.non_trainable_variables]
+        logits, _, losses = head.stateless_call(trainable, non_trainable, x, labels, training=training,
+                                                return_losses=True)
+        loss = ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True))
+        return loss + sum(losses)
+
+    trainable = [v.value for v in head.trainable_variables]
+    loss, (gx, gw) = jax.value_and_grad(total, argnums=(0, 1))(jax.numpy.asarray(x), trainable)
+    return float(loss), np.asarray(gx), np.asarray(gw[0])
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("name", HEADS)
+def test_sample_rate_one_gives_the_full_heads_loss_and_gradients(name):
+    x, labels, centres = data()
+    full, partial = make(name, centres), make(name, centres, sample_rate=1.0)
+    assert partial.num_sample == NUM_CLASSES
+    out = np.asarray(partial(x, labels))
+    assert out.shape == (BATCH, 1 + NUM_CLASSES) and out.dtype == np.float32
+    loss, gx, gw = loss_and_gradients(full, x, labels, labels)
+    partial_loss, partial_gx, partial_gw = loss_and_gradients(partial, x, labels, np.zeros_like(labels))
+    assert np.isfinite(loss) and loss > 0.1
+    assert partial_loss == pytest.approx(loss, rel=1e-5)
+    np.testing.assert_allclose(partial_gx, gx, rtol=1e-4, atol=1e-6 * np.abs(gx).max())
+    assert partial_gw.shape == (NUM_CLASSES, DIM)  # class-major
+    np.testing.assert_allclose(partial_gw.T, gw, rtol=1e-4, atol=1e-6 * np.abs(gw).max())
+    assert np.abs(gw).max() > 0
+
+
+def _cross_entropy64(logits, labels):
+    logits = logits.astype(np.float64)
+    top = logits.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+    return float(np.mean(lse - logits[np.arange(len(labels)), labels]))
+
+
+@pytest.mark.backend
+def test_arcface_partial_logits_against_float64_numpy():
+    """Column 0 = s cos(theta_y + m), the rest s cos theta_j of the sampled classes (the
+    sample's own class masked); the loss is float64 cross-entropy over the sampled set."""
+    x, labels, centres = data(seed=3, num_classes=200, batch=16)
+    head = make("arcface", centres, sample_rate=0.25)
+    state = np.asarray(head.seed_generator.state)
+    out = np.asarray(head(x, labels)).astype(np.float64)
+    head.seed_generator.state.assign(state)
+    index = np.asarray(head.sample_classes(labels))
+    xn = x.astype(np.float64) / np.linalg.norm(x, axis=1, keepdims=True)
+    cn = centres.astype(np.float64) / np.linalg.norm(centres, axis=0, keepdims=True)
+    cos = xn @ cn
+    rows = np.arange(len(labels))
+    theta = np.arccos(cos[rows, labels])
+    target = np.where(theta + 0.5 <= np.pi, np.cos(theta + 0.5), cos[rows, labels] - 0.5 * np.sin(0.5))
+    np.testing.assert_allclose(out[:, 0], 64 * target, atol=2e-4 * 64)
+    own = index[None, :] == labels[:, None]
+    np.testing.assert_allclose(out[:, 1:][~own], (64 * cos[:, index])[~own], atol=2e-4 * 64)
+    assert (out[:, 1:][own] == np.float32(MASKED_LOGIT)).all() and own.sum(axis=1).tolist() == [1] * len(labels)
+    # insightface's loss: cross-entropy over the sampled classes, the target's margin applied
+    sampled = 64 * cos[:, index]
+    remapped = np.argmax(own, axis=1)
+    sampled[rows, remapped] = 64 * target
+    loss = float(ops.mean(keras.losses.sparse_categorical_crossentropy(np.zeros(16, "int32"), out.astype("float32"),
+                                                                       from_logits=True)))
+    assert loss == pytest.approx(_cross_entropy64(sampled, remapped), rel=1e-5)
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("name", ["softmax", "cosface", "magface", "adaface"])
+def test_sampled_set_holds_every_positive_and_gives_the_full_heads_columns(name):
+    x, labels, centres = data(seed=1, num_classes=1000, batch=32)
+    full, partial = make(name, centres), make(name, centres, sample_rate=0.1)
+    assert partial.num_sample == 100
+    expected = np.asarray(full(x, labels))
+    state = np.asarray(partial.seed_generator.state)
+    out = np.asarray(partial(x, labels))
+    assert out.shape == (32, 101)
+    partial.seed_generator.state.assign(state)
+    index = np.asarray(partial.sample_classes(labels))
+    assert index.shape == (100,) and len(set(index.tolist())) == 100 and set(labels.tolist()) <= set(index.tolist())
+    rows = np.arange(32)
+    tol = dict(rtol=1e-5, atol=1e-4 * (1.0 if name == "softmax" else partial.scale))
+    np.testing.assert_allclose(out[:, 0], expected[rows, labels], **tol)
+    own = index[None, :] == labels[:, None]
+    np.testing.assert_allclose(out[:, 1:][~own], expected[:, index][~own], **tol)
+    assert (out[:, 1:][own] == MASKED_LOGIT).all()
+
+
+@pytest.mark.backend
+def test_negatives_are_drawn_anew_each_call_and_uniformly():
+    x, labels, centres = data(seed=2, num_classes=500, batch=8)
+    head = make("arcface", centres, sample_rate=0.1)
+    positives = set(labels.tolist())
+    counts = np.zeros(500)
+    draws = []
+    for _ in range(200):
+        index = np.asarray(head.sample_classes(labels))
+        assert positives <= set(index.tolist())
+        counts[index] += 1
+        draws.append(frozenset(index.tolist()))
+    assert len(set(draws)) == 200
+    negatives = np.array([c for c in range(500) if c not in positives])
+    expected = 200 * (50 - len(positives)) / len(negatives)  # each draw keeps 50 - |P| of the negatives
+    assert counts[list(positives)].tolist() == [200] * len(positives)
+    # binomial counts: mean within 3 standard errors, spread as a binomial's
+    p = expected / 200
+    assert abs(counts[negatives].mean() - expected) < 3 * np.sqrt(200 * p * (1 - p) / len(negatives))
+    assert 0.7 < counts[negatives].std() / np.sqrt(200 * p * (1 - p)) < 1.3
+
+
+@pytest.mark.backend
+def test_more_classes_in_the_batch_than_the_sample_keeps_every_target():
+    x, labels, centres = data(seed=4, num_classes=40, batch=16)
+    labels = np.arange(16, dtype="int32")  # 16 distinct classes, num_sample 4
+    full, partial = make("arcface", centres), make("arcface", centres, sample_rate=0.1)
+    assert partial.num_sample == 4
+    out = np.asarray(partial(x, labels))
+    index = np.asarray(partial.sample_classes(labels))
+    assert out.shape == (16, 5) and set(index.tolist()) <= set(range(16))
+    np.testing.assert_allclose(out[:, 0], np.asarray(full(x, labels))[np.arange(16), labels], atol=1e-3)
+
+
+@pytest.mark.backend
+def test_sample_rate_is_checked_and_inference_keeps_every_class():
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="sample_rate"):
+            LOSSES.create("arcface", 10, sample_rate=bad)
+    assert LOSSES.create("arcface", 10).get_config()["sample_rate"] is None
+    assert LOSSES.create("cosface", 1000, sample_rate=0.0001).num_sample == 1
+    x, labels, centres = data()
+    full, partial = make("arcface", centres), make("arcface", centres, sample_rate=0.5)
+    np.testing.assert_allclose(np.asarray(partial(x)), np.asarray(full(x)), rtol=1e-6, atol=1e-5)
+
+
+def _head_model(name, centres, **kwargs):
+    embeddings = keras.Input((DIM,), name="embeddings")
+    labels = keras.Input((), dtype="int32", name="labels")
+    head = make(name, centres, **kwargs)
+    return keras.Model([embeddings, labels], head(embeddings, labels)), head
+
+
+@pytest.mark.backend
+def test_keras_round_trip_keeps_the_sample_rate(tmp_path):
+    x, labels, centres = data()
+    model, head = _head_model("adaface", centres, sample_rate=0.5)
+    assert model.output.shape == (None, 7)
+    model.save(tmp_path / "head.keras")
+    loaded = keras.models.load_model(tmp_path / "head.keras", safe_mode=True)
+    loaded_head = loaded.layers[-1]
+    assert loaded_head.get_config() == head.get_config() and loaded_head.sample_rate == 0.5
+    assert loaded.output.shape == (None, 7)
+    np.testing.assert_array_equal(np.asarray(loaded_head.centres), centres.T)
+    assert np.asarray(loaded([x, labels])).shape == (BATCH, 7)
+
+
+@pytest.mark.backend
+def test_a_compiled_train_step_updates_only_the_sampled_centres():
+    """One jit-compiled SGD step (XLA under TensorFlow, jax.jit under JAX) changes exactly
+    num_sample centre columns (the sampled set, which holds the batch's classes); the next
+    step samples other negatives."""
+    x, labels, centres = data(seed=5, num_classes=300, batch=16)
+    # scale 4: no softmax probability underflows, so every sampled centre moves
+    model, head = _head_model("arcface", centres, sample_rate=0.1, scale=4.0)
+    model.compile(keras.optimizers.SGD(0.5), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=True)
+    targets = np.zeros_like(labels)
+    changed = []
+    for _ in range(2):
+        before = np.asarray(head.centres).copy()
+        loss = model.train_on_batch([x, labels], targets)
+        assert np.isfinite(loss)
+        changed.append(set(np.flatnonzero(np.abs(np.asarray(head.centres) - before).max(axis=1) > 0).tolist()))
+    assert [len(c) for c in changed] == [30, 30]
+    assert set(labels.tolist()) <= changed[0] & changed[1] and changed[0] != changed[1]
