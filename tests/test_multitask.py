@@ -197,3 +197,200 @@ def test_empty_attribute_cells_are_missing_values_when_asked(tmp_path):
     images, (identity, batch_labels) = next(iter(dataset))
     assert images.shape == (6, 16, 16, 3) and identity.numpy().tolist() == [0, 0, 1, 1, 2, 2]
     np.testing.assert_array_equal(np.isnan(batch_labels.numpy()), np.isnan(labels))
+
+
+# the model, its parts and its table
+
+ATTRIBUTES = ["gender", "emotion", "pose", "facial_hair", "occlusion", "spectacles"]
+TINY_VIT = dict(patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, dim_head=8, dropout=0.0, emb_dropout=0.0)
+
+
+def test_seed_000_table_has_every_row_in_the_notes_order():
+    from kerasface.train.multitask import seed_table, seed_table_rows
+
+    rows = seed_table_rows(ATTRIBUTES)
+    assert rows[:4] == ["loss", "loss_id", "loss_gender", "loss_da_gender"]
+    assert rows[2:14] == [f"loss{p}_{a}" for a in ATTRIBUTES for p in ("", "_da")]
+    assert rows[14:20] == [f"auc_{a}" for a in ATTRIBUTES]
+    assert rows[20:] == ["auc_id_cosine", "auc_id_euclidean"] and len(rows) == 22
+    history = {name: [0.5, 0.25] for name in rows}
+    history.update({f"val_test_{name}": [0.75, 0.125] for name in rows[2:]})
+    table = seed_table(history, [2], ATTRIBUTES)
+    lines = table.splitlines()
+    assert lines[0] == "Epoch 2/2" and lines[1].startswith("╒") and "│ Metric" in lines[2] and "│ Test" in lines[2]
+    cells = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]] for line in lines if line.startswith("│ ")}
+    assert [name for name in cells if name != "Metric"] == rows
+    assert cells["loss"] == ["0.2500", "-"] and cells["loss_id"] == ["0.2500", "-"]  # no identity loss on test identities
+    assert cells["auc_id_euclidean"] == ["0.2500", "0.1250"]
+
+
+def test_loss_weights_by_group_and_by_output():
+    from kerasface.train.multitask import resolve_loss_weights
+
+    weights = resolve_loss_weights({"attributes": 2, "da_pose": 0.5, "id": 0.1}, ["gender", "pose"], True)
+    assert weights == {"id": 0.1, "gender": 2.0, "da_gender": 1.0, "pose": 2.0, "da_pose": 0.5}
+    assert resolve_loss_weights({}, ["gender"], False) == {"id": 1.0, "gender": 1.0}
+    with pytest.raises(ValueError, match=r"unknown loss weight\(s\) \['da_age'\]"):
+        resolve_loss_weights({"da_age": 1}, ["gender"], True)
+    with pytest.raises(ValueError, match="must be a number >= 0"):
+        resolve_loss_weights({"gender": -1}, ["gender"], True)
+
+
+@pytest.mark.backend
+def test_multitask_model_outputs_parts_and_a_training_step():
+    """Outputs per head; identity and attribute models cut out; two fit steps with missing values
+    give finite losses, and the reversal's warm-up counter advances once per step."""
+    from kerasface.losses.masked import MaskedAUC, MaskedCrossentropy
+    from kerasface.models.multitask import attribute_model, build_multitask_model, identity_model, predictor_model
+
+    columns = {"gender": 2, "emotion": 3}
+    model = build_multitask_model(columns, 4, backbone="vit", input_shape=(32, 32, 3), embedding_dim=16,
+                                  identity_head="normface", reversal_warmup_steps=10, head_units=8,
+                                  backbone_kwargs=TINY_VIT)
+    assert {k: tuple(v.shape) for k, v in model.output.items()} == {
+        "id": (None, 4), "gender": (None, 1), "emotion": (None, 3), "da_gender": (None, 1), "da_emotion": (None, 3)}
+    plain = build_multitask_model(columns, 4, backbone="vit", input_shape=(32, 32, 3), embedding_dim=16,
+                                  adversarial=False, identity_head=None, backbone_kwargs=TINY_VIT)
+    assert sorted(plain.output) == ["emotion", "gender", "id"] and len(plain.inputs) == 1
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    identity = np.array([0, 1, 2, 3, 0, 1, 2, 3], "int32")
+    gender = np.array([[0], [1], [np.nan], [1], [0], [1], [0], [np.nan]], "float32")
+    emotion = np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2, 0, 1]]
+    emotion[3] = np.nan
+    y = {"id": identity, "gender": gender, "emotion": emotion, "da_gender": gender, "da_emotion": emotion}
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss={"id": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                        **{k: MaskedCrossentropy() for k in ("gender", "emotion", "da_gender", "da_emotion")}},
+                  loss_weights={"id": 1.0, "gender": 1.0, "emotion": 1.0, "da_gender": 0.5, "da_emotion": 0.5},
+                  metrics={"gender": [MaskedAUC(name="auc")],
+                           "emotion": [MaskedAUC(name="auc", multi_label=True, num_labels=3)]})
+    history = model.fit((x, identity), y, batch_size=4, epochs=1, verbose=0)
+    assert all(np.isfinite(v[-1]) for v in history.history.values()), history.history
+    assert float(model.get_layer("gradient_reversal").step) == 2.0
+
+    embedding, scores = identity_model(model)(x), attribute_model(model)(x)
+    assert tuple(embedding.shape) == (8, 16) and tuple(scores.shape) == (8, 4)
+    outputs = predictor_model(model)(x)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scores),
+                               np.concatenate([keras.ops.convert_to_numpy(outputs[k]) for k in ("gender", "emotion")], 1),
+                               atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scores)[:, 1:].sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.backend
+def test_fast_dense_is_a_dense_layer_whose_weights_move_speed_times_faster_under_adam():
+    from kerasface.models.multitask import FastDense
+
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    fast, plain = FastDense(2, speed=10.0), keras.layers.Dense(2)
+    fast.build((None, 3))
+    plain.build((None, 3))
+    plain.kernel.assign(keras.ops.convert_to_numpy(fast.kernel) * 10.0)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fast(x)), keras.ops.convert_to_numpy(plain(x)), rtol=1e-5)
+    effective = []
+    for layer in (fast, plain):
+        model = keras.Sequential([keras.Input((3,)), layer])
+        model.compile(keras.optimizers.Adam(1e-2), "mse")
+        before = keras.ops.convert_to_numpy(model(x))
+        model.fit(x, np.ones((4, 2), "float32"), epochs=1, batch_size=4, verbose=0)
+        effective.append(np.abs(keras.ops.convert_to_numpy(model(x)) - before).mean())
+    assert effective[0] > 5 * effective[1]  # the same Adam step moves the fast layer's output ~10x as far
+    assert FastDense.from_config(fast.get_config()).speed == 10.0
+
+
+def test_linear_probe_finds_encoded_attributes_and_skips_missing_values():
+    from kerasface.eval.probe import linear_probe
+
+    rng = np.random.default_rng(0)
+    n = 400
+    gender = rng.integers(0, 2, n)
+    emotion = rng.integers(0, 3, n)
+    embeddings = rng.normal(size=(n, 16))
+    embeddings[:, 0] += 3.0 * (2 * gender - 1)  # gender linearly encoded, emotion not at all
+    labels = np.concatenate([gender[:, None], np.eye(3)[emotion]], axis=1).astype("float32")
+    labels[::7, 0] = np.nan  # missing values: left out of fitting and scoring
+    columns = {"gender": ["female", "male"], "emotion": ["happy", "neutral", "sad"]}
+    aucs = linear_probe(embeddings[:300], labels[:300], embeddings[300:], labels[300:], columns)
+    assert aucs["gender"] > 0.95 and 0.35 < aucs["emotion"] < 0.65
+
+
+# a short demo run through the command
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """pipelines/train_multitask.py on 60 demo identities x 5 images at 32 px (mobilefacenet, NormFace,
+    8 epochs), identity split 70/30."""
+    from kerasface.cli.train_multitask import main
+    from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
+
+    root = tmp_path_factory.mktemp("multitask")
+    demo = generate_demo_dataset(root / "demo", DemoConfig(identities=60, images_per_identity=5, image_size=40,
+                                                          photometric=False), progress=False)
+    argv = ["--data", str(demo), "--out", str(root / "runs"), "--run-id", "mt", "--backbone", "mobilefacenet",
+            "--image-size", "32", "--embedding-dim", "64", "--loss", "normface", "--epochs", "8", "--batch-size", "16",
+            "--validation-fraction", "0", "--no-tensorboard", "--learning-rate", "2e-3"]
+    assert main(argv) == 0
+    return root / "runs" / "mt"
+
+
+def test_demo_run_reports_seed_000s_table_every_epoch(demo_run):
+    from kerasface.report import load_run_report
+    from kerasface.train.multitask import seed_table_rows
+
+    report = load_run_report(demo_run)
+    history = report["history"]
+    for name in seed_table_rows(ATTRIBUTES):
+        assert len(history[name]) == 8, name  # the Train column of every row, every epoch
+        if name not in ("loss", "loss_id"):
+            assert len(history[f"val_test_{name}"]) == 8, name
+    assert "id_loss" not in history and "gender_auc" not in history  # Keras' names renamed
+    section = next(s for s in report["sections"] if s["title"].startswith("Seed 000 table"))
+    for epoch in range(1, 9):
+        assert f"Epoch {epoch}/8" in section["text"]
+    md = (demo_run / "report.md").read_text()
+    assert "## Seed 000 table" in md and "│ loss_da_spectacles" in md and "│ auc_id_euclidean" in md
+    test = report["results"]["test"]
+    assert {f"auc_{a}" for a in ATTRIBUTES} | {"auc_id_cosine", "auc_id_euclidean"} <= set(test)
+    assert report["card"]["task"] == "multitask" and "GradientReversal(1.0)" in report["card"]["layout"]
+
+
+def test_demo_run_beats_the_untrained_model(demo_run):
+    """Identity verification of the test identities (never trained on) and the attribute AUCs of the
+    test split, trained vs the same model at initialisation (same seed)."""
+    from kerasface.data.pipeline import build_pipeline
+    from kerasface.models.multitask import predictor_model
+    from kerasface.report import load_run_report
+    from kerasface.train.config import load_run_config
+    from kerasface.train.data import load_run_data
+    from kerasface.train.multitask import MultitaskTask, predict_all
+
+    config = load_run_config(demo_run)
+    data = load_run_data(config, progress=False)
+    task = MultitaskTask(config, data.spec)
+    task.check_data(data.splits)
+    keras.utils.set_random_seed(config.seed)
+    untrained = predictor_model(task.build_model())
+    test = build_pipeline(data.spec, data.splits["test"], input_config=config.data.input_config(),
+                          target=task.target, batch_size=16).map(task.model_io)
+    before = task.split_figures(*predict_all(untrained, test))
+    after = load_run_report(demo_run)["results"]["test"]
+    assert after["auc_id_cosine"] > before["auc_id_cosine"] + 0.03, (before, after)
+    assert after["auc_id_euclidean"] > before["auc_id_euclidean"] + 0.03, (before, after)
+    assert after["mean_auc"] > before["mean_auc"] + 0.05, (before, after)
+    improved = [a for a in ATTRIBUTES if after[f"auc_{a}"] > before[f"auc_{a}"]]
+    assert len(improved) >= 4, (before, after)
+
+
+def test_demo_run_exports_the_identity_and_attribute_models(demo_run, tmp_path):
+    from kerasface.export.run_export import export_run
+    from kerasface.saving import load_model
+
+    identity, attributes = load_model(demo_run / "model.keras"), load_model(demo_run / "attributes.keras")
+    assert identity.outputs[0].shape[-1] == 64 and len(identity.inputs) == 1
+    assert attributes.outputs[0].shape[-1] == 10  # the label vector: gender 1, emotion 3, pose 3, three 0/1 columns
+    for name, model_file in (("identity", "model.keras"), ("attributes", "attributes.keras")):
+        differences = export_run(demo_run, tmp_path / name, model_file=model_file, check_images=4)
+        assert max(differences.values()) < 1e-4, (name, differences)  # SavedModel in a fresh process = Keras
+        assert (tmp_path / name / "saved_model.pb").is_file()

@@ -8,10 +8,13 @@ import json
 from kerasface.cli.common import add_debug_argument
 
 
-def training_command(argv, description: str, defaults: dict | None = None, demo_defaults: dict | None = None) -> int:
+def training_command(argv, description: str, defaults: dict | None = None, demo_defaults: dict | None = None,
+                     add_arguments=None, after=None) -> int:
     """Parse a training command's arguments (``defaults``: the command's own flat defaults,
     under a --config file and flags; ``demo_defaults`` on top of them when the run trains on the
-    demo dataset, no --data given) and train, resume or dry-run."""
+    demo dataset, no --data given) and train, resume or dry-run. ``add_arguments(parser)`` adds
+    the command's own flags (a flag named as a config field sets it); ``after(run_dir, args)``
+    runs after a run was trained or resumed."""
     from kerasface.registry import TASKS
     from kerasface.train.config import add_config_arguments, config_from_args
     from kerasface.train.tasks import task_class
@@ -24,6 +27,8 @@ def training_command(argv, description: str, defaults: dict | None = None, demo_
                         help="build the model for the dataset's outputs, print its summary and a JSON line of "
                              "parameter counts, exit")
     parser.add_argument("--list-backbones", action="store_true", help="print the registered backbones and exit")
+    if add_arguments:
+        add_arguments(parser)
     add_debug_argument(parser)
     args = parser.parse_args(argv)
 
@@ -35,11 +40,13 @@ def training_command(argv, description: str, defaults: dict | None = None, demo_
     from kerasface.train.run import dry_run, train
 
     if args.resume:
-        train(resume=args.resume, epochs=args.epochs)
-        return 0
-    config = config_from_args(args, defaults, demo_defaults)
-    if args.dry_run:
-        print(json.dumps(dry_run(config)))
-        return 0
-    train(config)
+        run_dir = train(resume=args.resume, epochs=args.epochs)
+    else:
+        config = config_from_args(args, defaults, demo_defaults)
+        if args.dry_run:
+            print(json.dumps(dry_run(config)))
+            return 0
+        run_dir = train(config)
+    if after:
+        after(run_dir, args)
     return 0

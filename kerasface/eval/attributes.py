@@ -78,3 +78,17 @@ def attribute_metrics(y_true, y_score, label_columns: dict[str, list[str]] | Non
             skipped[column] = "no value of the column has both positive and negative samples"
     accuracy = float(np.mean((y_score >= threshold) == (y_true >= 0.5)))
     return AttributeMetrics(accuracy, label_auc, column_accuracy, column_auc, skipped)
+
+
+def column_auc(y_true, y_score, values: list[str]) -> float:
+    """AUC of one attribute column of ``values`` (its outputs' targets and scores, (N, 1) or
+    (N, C)) over the samples that have a value (rows without NaN targets); one-vs-rest macro for
+    C > 2 values; NaN when no AUC can be measured."""
+    import math
+
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    keep = ~np.isnan(y_true).any(axis=1)
+    if keep.sum() < 2:
+        return math.nan
+    return attribute_metrics(y_true[keep], y_score[keep], {"column": list(values)}).column_auc.get("column", math.nan)

@@ -57,31 +57,36 @@ def shown_epochs(n: int, max_shown: int = 10) -> list[int]:
     return sorted({1, n, *range(step, n + 1, step)})
 
 
-def epoch_rows(history: Mapping[str, list[float]], epoch: int) -> list[list[str]]:
+def epoch_rows(history: Mapping[str, list[float]], epoch: int, names: list[str] | None = None,
+               test_prefix: str = VALIDATION_PREFIX) -> list[list[str]]:
     return [
         [
             name,
             format_number(epoch_value(history, name, epoch)),
-            format_number(epoch_value(history, VALIDATION_PREFIX + name, epoch)),
+            format_number(epoch_value(history, test_prefix + name, epoch)),
         ]
-        for name in metric_names(history)
+        for name in (metric_names(history) if names is None else names)
     ]
 
 
-def epoch_grids(history: Mapping[str, list[float]], epochs: list[int]) -> str:
-    """One fancy_grid "Metric | Train | Validation" table per epoch, each under "Epoch e/n"."""
+def epoch_grid(history: Mapping[str, list[float]], epoch: int, names: list[str] | None = None,
+               test_prefix: str = VALIDATION_PREFIX, test_header: str = "Validation") -> str:
+    """One fancy_grid "Metric | Train | Validation" table of ``epoch``: every logged metric, or the
+    rows ``names`` (a name not logged shows "-"); the second column reads ``test_prefix + name``."""
+    return tabulate(
+        epoch_rows(history, epoch, names, test_prefix),
+        headers=["Metric", "Train", test_header],
+        tablefmt="fancy_grid",
+        disable_numparse=True,
+    )
+
+
+def epoch_grids(history: Mapping[str, list[float]], epochs: list[int], names: list[str] | None = None,
+                test_prefix: str = VALIDATION_PREFIX, test_header: str = "Validation") -> str:
+    """One ``epoch_grid`` per epoch, each under "Epoch e/n"."""
     n = num_epochs(history)
-    blocks = [
-        f"Epoch {epoch}/{n}\n"
-        + tabulate(
-            epoch_rows(history, epoch),
-            headers=["Metric", "Train", "Validation"],
-            tablefmt="fancy_grid",
-            disable_numparse=True,
-        )
-        for epoch in epochs
-    ]
-    return "\n\n".join(blocks)
+    return "\n\n".join(f"Epoch {epoch}/{n}\n" + epoch_grid(history, epoch, names, test_prefix, test_header)
+                        for epoch in epochs)
 
 
 def notes_tables(history: Mapping[str, list[float]], epochs: list[int], per_table: int = 4) -> list[str]:

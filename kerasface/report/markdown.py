@@ -82,6 +82,8 @@ def render_markdown(report: dict) -> str:
         "## Training history",
         *_history_section(report),
     ]
+    for section in report.get("sections", []):
+        sections.extend([f"## {section['title']}", section["text"]])
     if report["plots"]:
         sections.append("## Plots")
         sections.extend(f"![{name.removesuffix('.png')}]({name})" for name in report["plots"])

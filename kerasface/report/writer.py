@@ -50,12 +50,14 @@ def write_run_report(
     history: dict[str, list[float]],
     results: dict[str, dict[str, float]],
     roc: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    sections: list[dict] | None = None,
 ) -> dict:
     """Write report.json, report.md, loss.png, metrics.png and roc.png into ``run_dir``.
 
     card: the run's facts (``kerasface.report.card.CARD_KEYS``; missing ones shown as "-",
     extra ones shown too). history: Keras ``History.history`` (``val_`` = validation).
     results: final evaluation per split. roc: per label, test-split ``(y_true, y_score)``.
+    sections: a task's own sections (``{"title", "text"}``), at the end of report.md.
     A plot with nothing to draw is not written; report["plots"] lists those that were.
     Returns the report dict (what report.json holds).
     """
@@ -98,10 +100,25 @@ def write_run_report(
             "mean_label_auc": math.fsum(aucs.values()) / len(aucs) if aucs else None,
             "skipped_labels": skipped,
             "plots": plots,
+            "sections": [{"title": str(x["title"]), "text": str(x["text"])} for x in sections or []],
         }
     )
+    _write_report_files(run_dir, report)
+    return report
+
+
+def _write_report_files(run_dir: Path, report: dict) -> None:
     atomic_write(run_dir / REPORT_JSON, lambda fh: json.dump(report, fh, indent=2, default=str))
     atomic_write(run_dir / REPORT_MD, lambda fh: fh.write(render_markdown(report)))
+
+
+def add_report_section(run_dir: str | os.PathLike, title: str, text: str, data=None) -> dict:
+    """Add (or replace, by title) a section of a written report, with optional JSON ``data``
+    kept beside it in report.json; report.md is rendered again."""
+    report = load_run_report(run_dir)
+    section = jsonable({"title": title, "text": text, **({"data": data} if data is not None else {})})
+    report["sections"] = [s for s in report.get("sections", []) if s["title"] != title] + [section]
+    _write_report_files(Path(run_dir), report)
     return report
 
 

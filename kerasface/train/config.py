@@ -111,6 +111,14 @@ class ModelConfig:
     loss: str = "arcface"
     loss_kwargs: dict = dataclasses.field(default_factory=dict)
     embedding_dim: int = 512
+    # multitask task: attribute columns (empty: all), heads, adversaries and loss weights
+    attributes: list[str] = dataclasses.field(default_factory=list)
+    head_units: int = 128
+    adversarial: bool = True
+    reversal_lambda: float = 1.0
+    reversal_warmup: float = 0.0
+    adversary_speed: float = 1.0
+    loss_weights: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

@@ -133,7 +133,8 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         else:
             state = {"epoch": 0}
             model = task.build_model()
-            runtime.compile(model, make_optimizer(config.optim, steps), task.loss(), task.metrics())
+            runtime.compile(model, make_optimizer(config.optim, steps), task.loss(), task.metrics(),
+                            loss_weights=task.loss_weights())
         counts = parameter_counts(model)
         log(f"{model.name}: {counts['trainable_params']:,} trainable, "
             f"{counts['non_trainable_params']:,} non-trainable")
@@ -169,6 +170,8 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
             link_or_copy_atomic(best, run_dir / "model.keras")
         else:
             save_model_atomic(inference, run_dir / "model.keras")
+        for name, extra in task.extra_models(model).items():
+            save_model_atomic(extra, run_dir / name)
         history = history_from_csv(run_dir / "history.csv")
         results = {"train": {k: v[best_epoch - 1] for k, v in history.items()
                              if not k.startswith("val_") and len(v) >= best_epoch}}
@@ -213,6 +216,6 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         card["notes"] = "; ".join(notes)
     from kerasface.report import write_run_report
 
-    write_run_report(run_dir, card, history, results, fields.get("roc"))
+    write_run_report(run_dir, card, history, results, fields.get("roc"), sections=task.report_sections(history))
     log(f"report: {run_dir / 'report.md'}")
     return run_dir

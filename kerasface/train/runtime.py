@@ -80,12 +80,14 @@ class Runtime:
             if self.distribution is not None:
                 keras.distribution.set_distribution(previous_distribution)
 
-    def compile(self, model: keras.Model, optimizer, loss, metrics=()) -> keras.Model:
+    def compile(self, model: keras.Model, optimizer, loss, metrics=(), loss_weights=None) -> keras.Model:
         """Compile ``model`` (inside ``scope()``) with this runtime's XLA setting, and create the
         optimizer's slot variables now: a variable created while the train step is being traced
         makes ``tf.function`` trace it a second time (for 3x DenseNet121 about a minute on CPU).
-        Metrics must be objects, not strings, for the same reason."""
-        model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics), jit_compile=self.jit_compile)
+        Metrics must be objects, not strings, for the same reason (a list, or per output a dict of
+        lists, as ``loss`` and ``loss_weights`` may be)."""
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics),
+                      loss_weights=loss_weights, jit_compile=self.jit_compile)
         model.optimizer.build(model.trainable_variables)
         return model
 

@@ -82,12 +82,20 @@ class Task:
         """The model a run saves as ``model.keras`` and exports (a margin head is left behind)."""
         return model
 
+    def extra_models(self, model: keras.Model) -> dict[str, keras.Model]:
+        """Further models a run saves beside ``model.keras`` (file name -> model)."""
+        return {}
+
     # the model
     def build_model(self) -> keras.Model:
         return build_branch_network(self.config, self.num_outputs, self.output_activation)
 
     def loss(self) -> keras.losses.Loss:
         raise NotImplementedError
+
+    def loss_weights(self) -> dict[str, float] | None:
+        """Per output, its weight in the total loss (None: one output, or all weigh 1)."""
+        return None
 
     def metrics(self) -> list:
         raise NotImplementedError
@@ -114,6 +122,10 @@ class Task:
 
     def report_fields(self, y_true: np.ndarray, y_score: np.ndarray) -> dict:
         return {}
+
+    def report_sections(self, history: dict[str, list[float]]) -> list[dict]:
+        """Extra sections of report.md (``{"title", "text"}``) from the run's history."""
+        return []
 
     def layout(self) -> str:
         return layout_text(self.config, self.num_outputs, self.output_activation)
@@ -203,7 +215,7 @@ class IdentityTask(Task):
 
 
 def task_class(name: str) -> type[Task]:
-    from kerasface.train import recognition  # noqa: F401  (registers "recognition")
+    from kerasface.train import multitask, recognition  # noqa: F401  (register "multitask", "recognition")
 
     return TASKS.get(name)
 

@@ -1,0 +1,100 @@
+"""Train seed 000's multi-task model: identity embedding + attribute heads + per attribute an
+adversary that pushes the attribute out of the identity embedding (gradient reversal).
+
+    kerasface-train-multitask                      (or python pipelines/train_multitask.py)
+    kerasface-train-multitask --probe              (and the same run without adversaries, probed)
+    kerasface-train-multitask --data faces.csv --backbone iresnet18 --image-size 112 --epochs 40
+
+Without --data it trains on the embedded demo dataset (identity folders + attributes.csv:
+gender, emotion, pose, facial_hair, occlusion, spectacles), generated once into the cache.
+--data takes a CSV with path, identity and attribute columns, or a folder holding
+attributes.csv; an empty attribute cell is a missing value, left out of that attribute's loss
+and AUC (--no-missing-labels makes it an error). The split is by identity: the test identities
+are never trained on.
+
+total = w_id * loss_id + sum over attributes (w_a * loss_a + w_da * loss_da_a), weights from
+--loss-weights '{"id": 1, "attributes": 1, "adversarial": 1, "gender": 2, "da_gender": 0.5}'
+(or loss_weights in a --config file). --undersample seed applies the notes' per-attribute
+undersampling factors (gender 3x, emotion 1.5x, pose 2x, facial hair 2.25x, occlusion 1.75x,
+spectacles 2.5x) to the training split (they compound: on the demo data 1,200 training images
+become 54, so the demo runs without). The identity loss is --loss: a margin head (default
+normface: on the demo data at 32 px, arcface and cosface at scale 64 moved the test identity AUC
+little in 8 epochs), or triplet on P x K batches. --adversary-speed K makes the adversaries learn
+K times faster than the trunk (two time-scale training; plain gradient reversal lets the trunk
+outrun them, and they end up predicting the attribute inverted, AUC < 0.5, while the
+information stays in the embedding).
+
+Each epoch prints seed 000's table (loss, loss_id, loss_<a>, loss_da_<a>, auc_<a>,
+auc_id_cosine, auc_id_euclidean; Train | Test) and the report keeps it. The run folder holds
+model.keras (the identity embedding model alone) and attributes.keras (the attribute predictor
+alone); export each with pipelines/export.py --run RUN [--model attributes.keras].
+--probe then trains the same run with the adversaries switched the other way (--adversarial
+off), fits a fresh linear probe per attribute on each frozen identity embedding and writes the
+probe AUCs and identity AUCs of both side by side into both reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kerasface.cli.common import cli_main
+from kerasface.cli.training import training_command
+from kerasface.settings_file import json_object
+
+DEFAULTS = {
+    "task": "multitask", "backbone": "iresnet18", "loss": "normface", "views": "single", "split": "identity",
+    "missing_labels": True, "image_size": 32, "embedding_dim": 128, "test_fraction": 0.3,
+    "validation_fraction": 0.1, "demo_identities": 100, "demo_images_per_identity": 20, "epochs": 6,
+    "batch_size": 32, "learning_rate": 1e-3, "lr_schedule": "cosine", "max_rotation": 10.0,
+}
+
+
+def on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
+def add_multitask_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("multitask")
+    a = g.add_argument
+    a("--attributes", nargs="+", help="attribute columns to learn (default: every label column)")
+    a("--head-units", type=int, help="hidden units of each attribute and adversary head (default 128; 0: linear)")
+    a("--adversarial", type=on_off, metavar="{on,off}",
+      help="an adversary per attribute on the identity embedding, behind a gradient reversal (default on)")
+    a("--reversal-lambda", type=float, help="gradient-reversal strength lambda (default 1)")
+    a("--reversal-warmup", type=float, metavar="EPOCHS",
+      help="DANN warm-up of lambda over this many epochs, 2/(1+exp(-10p))-1 (default 0: constant lambda)")
+    a("--adversary-speed", type=float, help="the adversaries learn this many times faster than the rest (their "
+      "weights scaled, as a learning-rate multiplier under Adam; default 1)")
+    a("--loss-weights", type=json_object, metavar="JSON",
+      help='loss weights: {"id": w, "attributes": w, "adversarial": w, "<attr>": w, "da_<attr>": w} (default 1)')
+    a("--no-missing-labels", action="store_false", dest="missing_labels", default=None,
+      help="an empty attribute cell is bad input (default: a missing value, masked out of the loss)")
+    a("--probe", action="store_true", help="after training, train the same run with the adversaries switched the "
+      "other way and compare linear-probe AUCs of both identity embeddings (written into both reports)")
+    a("--probe-only", metavar="RUN_DIR", help="run the --probe comparison for a finished run, without training it")
+
+
+def after_training(run_dir, args) -> None:
+    if args.probe:
+        from kerasface.train.multitask import probe_comparison
+
+        probe_comparison(run_dir)
+
+
+@cli_main
+def main(argv=None) -> int:
+    args = list(argv) if argv is not None else None
+    import sys
+
+    given = sys.argv[1:] if args is None else args
+    if "--probe-only" in given:
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--probe-only", metavar="RUN_DIR", required=True)
+        parser.add_argument("--debug", action="store_true")
+        from kerasface.train.multitask import probe_comparison
+
+        probe_comparison(parser.parse_args(given).probe_only)
+        return 0
+    return training_command(argv, __doc__, DEFAULTS, add_arguments=add_multitask_arguments, after=after_training)
