@@ -227,3 +227,17 @@ def test_a_compiled_train_step_updates_only_the_sampled_centres():
         changed.append(set(np.flatnonzero(np.abs(np.asarray(head.centres) - before).max(axis=1) > 0).tolist()))
     assert [len(c) for c in changed] == [30, 30]
     assert set(labels.tolist()) <= changed[0] & changed[1] and changed[0] != changed[1]
+
+
+def test_benchmark_times_the_full_head_and_partial_fc():
+    from kerasface.cli.benchmark_partial_fc import sample_rate
+    from kerasface.train.benchmark_partial_fc import PartialFCBenchmark, run_partial_fc_benchmark
+
+    assert [sample_rate(t) for t in ("full", "1", "0.1")] == [None, None, 0.1]
+    rows = [run_partial_fc_benchmark(PartialFCBenchmark(2000, "cosface", rate, batch_size=16, embedding_dim=32,
+                                                        steps=2, warmup_steps=1))
+            for rate in (None, 0.1)]
+    assert [(r["sample_rate"], r["columns"]) for r in rows] == [("full", 2000), (0.1, 200)]
+    for row in rows:
+        assert row["step_ms"] > 0 and row["step_cpu_ms"] > 0 and np.isfinite(row["loss"])
+        assert row["peak_host_mib"] >= row["host_mib_before"] > 0 and row["centres_mib"] == round(32 * 2000 * 4 / 2**20, 1)
