@@ -1,5 +1,8 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# EXTRAS picks the one TensorFlow distribution: cpu (tensorflow-cpu) or, on an NVIDIA machine,
+# `make install EXTRAS=gpu,test` (tensorflow[and-cuda]); add jax-gpu for JAX on the GPU.
 PYTHON ?= python3
+EXTRAS ?= cpu,test
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -9,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
