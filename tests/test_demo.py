@@ -257,6 +257,19 @@ def test_mean_colour_does_not_tell_identities_apart():
     assert between / within < 2.0 / per_identity
 
 
+def test_skin_tone_and_hair_colour_belong_to_the_identity():
+    """As a person's do: they vary less between one identity's images than between identities."""
+    config = DemoConfig(image_size=32, seed=3)
+    identities, per_identity = 20, 10
+    for field in ("skin_colour", "hair_colour"):
+        colours = np.array([[getattr(sample_image(config, sample_identity(config, i), n), field)
+                             for n in range(per_identity)] for i in range(identities)], np.float64)
+        centroids = colours.mean(1)
+        within = ((colours - centroids[:, None]) ** 2).sum(-1).mean()
+        between = ((centroids - centroids.mean(0)) ** 2).sum(-1).mean()
+        assert between > 4 * within, field
+
+
 def test_gender_and_attribute_rates_follow_the_config():
     config = DemoConfig(identities=4000)
     identities = [sample_identity(config, i) for i in range(4000)]

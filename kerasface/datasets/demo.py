@@ -13,8 +13,10 @@ where n is the unit normal of the height field H, n ~ (-dH/dx, -dH/dy, 1), and l
 direction, both in the frame x right, y up, z towards the camera. The RGB image uses one
 random light and the RGB albedo; the photometric-stereo renders use the same surface, the
 luminance of the albedo and the fixed lights of ``lights.json``. Gaussian blur and gaussian
-noise are applied last. Skin, hair and background colours and the light gain are drawn per
-image from one shared distribution, so global colour statistics carry no identity.
+noise are applied last. Skin tone and hair colour belong to the identity, as a person's do, and
+vary a little from image to image (tone by up to 0.08 of its range, white balance and hair
+brightness by up to 8-10%); background colour and light gain are drawn per image from one
+shared distribution and carry no identity.
 
 On disk (``DIR``)::
 
@@ -46,7 +48,7 @@ import kerasface
 from kerasface.progress import progress_bar
 
 GENERATOR = "kerasface.datasets.demo"
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 LIGHT_FRAME = "x right, y up, z towards the camera"
 DEMO_LABEL_COLUMNS: dict[str, list[str]] = {
     "gender": ["female", "male"],
@@ -179,6 +181,8 @@ class IdentityParams:
     lip_tint: tuple[float, float, float]
     chin_height: float
     cheek_height: float
+    skin_tone: float
+    hair_colour: tuple[float, float, float]
     skin_waves: np.ndarray
     moles: np.ndarray
     hairline: float
@@ -281,6 +285,7 @@ def _colour(values) -> tuple[float, float, float]:
 
 
 IRIS_COLOURS = ((0.30, 0.18, 0.08), (0.20, 0.35, 0.60), (0.25, 0.45, 0.25), (0.45, 0.45, 0.45))
+IMAGE_TONE_JITTER = 0.08  # an identity's skin tone varies this much (of the full range) from image to image
 HAIR_COLOURS = ((0.06, 0.05, 0.05), (0.25, 0.15, 0.08), (0.55, 0.40, 0.22), (0.65, 0.30, 0.12), (0.6, 0.6, 0.58))
 
 
@@ -329,6 +334,8 @@ def sample_identity(config: DemoConfig, identity: int) -> IdentityParams:
         lip_tint=(d.uniform(0.9, 1.05), d.uniform(0.55, 0.75), d.uniform(0.6, 0.8)),
         chin_height=d.uniform(0.02, 0.08),
         cheek_height=d.uniform(0.0, 0.06),
+        skin_tone=d.uniform(),
+        hair_colour=_colour(np.array(d.choose(HAIR_COLOURS)) * d.uniform(0.8, 1.2)),
         skin_waves=skin_waves,
         moles=moles,
         hairline=d.uniform(-1.0, -0.85) if bald else d.uniform(-0.62, -0.45),
@@ -360,7 +367,7 @@ def sample_image(config: DemoConfig, identity: IdentityParams, index: int) -> Im
     cos_polar = d.uniform(math.cos(math.radians(IMAGE_LIGHT_MAX_POLAR_DEGREES)), 1.0)
     azimuth = d.uniform(0.0, 2 * math.pi)
     sin_polar = math.sqrt(1.0 - cos_polar**2)
-    tone = d.uniform()
+    tone = float(np.clip(identity.skin_tone + d.uniform(-IMAGE_TONE_JITTER, IMAGE_TONE_JITTER), 0.0, 1.0))
     skin = np.array([0.30, 0.20, 0.15]) + tone * np.array([0.55, 0.50, 0.45])
     dark_frame, light_frame = d.colour(0.0, 0.35), d.colour(0.4, 0.9)
     max_roll, max_shift = config.max_roll_degrees, config.max_shift
@@ -379,7 +386,7 @@ def sample_image(config: DemoConfig, identity: IdentityParams, index: int) -> Im
         light=(sin_polar * math.cos(azimuth), sin_polar * math.sin(azimuth), cos_polar),
         gain=d.uniform(0.85, 1.05),
         skin_colour=_colour(skin * np.array(d.colour(0.92, 1.08))),
-        hair_colour=_colour(np.array(d.choose(HAIR_COLOURS)) * d.uniform(0.8, 1.2)),
+        hair_colour=_colour(np.array(identity.hair_colour) * d.uniform(0.9, 1.1)),
         background=d.colour(0.1, 0.85),
         gaze=d.uniform(-0.3, 0.3),
         frame_colour=dark_frame if d.chance(0.7) else light_frame,
