@@ -500,6 +500,30 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
         assert "served outputs equal the Keras model's" in done.stdout
 
 
+def test_recognition_demo_settings_follow_the_chosen_loss():
+    """Without --data the demo's head options depend on --loss; flags and --data win over them."""
+    import argparse
+
+    from kerasface.cli.train_recognition import DEFAULTS, demo_defaults
+    from kerasface.registry import TASKS
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, TASKS.names())
+
+    def config(*argv):
+        return config_from_args(parser.parse_args(list(argv)), DEFAULTS, demo_defaults)
+
+    demo = config()
+    assert (demo.model.loss, demo.model.loss_kwargs, demo.data.image_size) == ("arcface", {"scale": 16.0, "margin": 0.3}, 40)
+    assert config("--loss", "cosface").model.loss_kwargs == {"scale": 16.0}
+    assert config("--loss", "ohem+normface").model.loss_kwargs == {"scale": 16.0}
+    assert config("--loss", "triplet").model.loss_kwargs == {}
+    assert config("--loss-kwargs", '{"scale": 30}').model.loss_kwargs == {"scale": 30}
+    assert config("--image-size", "56").data.image_size == 56
+    own = config("--data", "faces/")
+    assert (own.model.loss_kwargs, own.data.image_size, own.optim.epochs) == ({}, 112, 20)
+
+
 def test_attribute_results_carry_the_column_aucs(finished_run):
     test = load_run_report(finished_run)["results"]["test"]
     for column in ("gender", "emotion", "pose", "facial_hair", "occlusion", "spectacles"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tabulate import tabulate
@@ -18,15 +19,18 @@ SEED_004_LOSSES = ("softmax", "normface", "sphereface", "cosface", "arcface", "c
 COLUMNS = ("loss", "accuracy", "accuracy_std", "auc_cosine", "auc_euclidean", "eer", "best_epoch", "wall_time_s")
 
 
-def compare_losses(config: TrainConfig, losses=SEED_004_LOSSES, out=None, log=print) -> Path:
+def compare_losses(config: TrainConfig, losses=SEED_004_LOSSES, out=None, log=print,
+                   loss_kwargs: Callable[[str], dict] | None = None) -> Path:
     """Train ``config`` once per loss (run folders ``<out>/<loss>``) and write ``table.md`` and
-    ``table.json`` there; a loss whose run fails gets its error in the table and the rest go on."""
+    ``table.json`` there; a loss whose run fails gets its error in the table and the rest go on.
+    ``loss_kwargs(loss)``: each loss's options (default: ``config``'s for every loss)."""
     out = Path(out or Path(config.out) / f"compare-losses-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for loss in losses:
         run_id = loss.replace("+", "-")
-        run_config = dataclasses.replace(config.replace(loss=loss), out=str(out), run_id=run_id)
+        options = loss_kwargs(loss) if loss_kwargs else config.model.loss_kwargs
+        run_config = dataclasses.replace(config.replace(loss=loss, loss_kwargs=options), out=str(out), run_id=run_id)
         log(f"--- {loss}")
         try:
             run_dir = out / run_id if (out / run_id / "report.json").is_file() else train(run_config, log=log)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from kerasface.data.crops import VIEW_MODES
@@ -331,25 +332,29 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
 
 
 def config_from_args(args: argparse.Namespace, defaults: dict | None = None,
-                     demo_defaults: dict | None = None) -> TrainConfig:
+                     demo_defaults: dict | Callable[[TrainConfig], dict] | None = None) -> TrainConfig:
     """Defaults (flat keys; a front end's own, under the file), the ``--config`` file, then flags;
-    ``demo_defaults`` join the defaults when neither file nor flags name a dataset (the run
-    trains on the demo data)."""
-    values = dict(defaults or {})
-    if getattr(args, "config", None):
-        values.update(load_config_file(args.config))
+    ``demo_defaults`` go over the defaults (under file and flags) when neither file nor flags
+    name a dataset (the run trains on the demo data): a dict, or a function of the config
+    without them that returns one (for defaults that depend on other settings, e.g. the loss)."""
+    file = load_config_file(args.config) if getattr(args, "config", None) else {}
     known = set(_section_of()) | set(FLAT_ALIASES) | {f.name for f in dataclasses.fields(TrainConfig)}
     flat = {k: v for k, v in vars(args).items() if v is not None and k in known}
-    merged = dict(values)
-    for key, value in flat.items():
-        name = FLAT_ALIASES.get(key, key)
-        section = _section_of().get(name)
-        if section and isinstance(merged.get(section), dict):
-            merged[section] = {**merged[section], name: value}
-        else:
-            merged[key] = value
     source = getattr(args, "config", None) or "flags"
-    config = TrainConfig.from_dict(merged, source=source)
+
+    def settings(base: dict) -> TrainConfig:
+        merged = {**base, **file}
+        for key, value in flat.items():
+            name = FLAT_ALIASES.get(key, key)
+            section = _section_of().get(name)
+            if section and isinstance(merged.get(section), dict):
+                merged[section] = {**merged[section], name: value}
+            else:
+                merged[key] = value
+        return TrainConfig.from_dict(merged, source=source)
+
+    config = settings(dict(defaults or {}))
     if demo_defaults and config.data.path is None:
-        config = TrainConfig.from_dict({**demo_defaults, **merged}, source=source)
+        demo = demo_defaults(config) if callable(demo_defaults) else demo_defaults
+        config = settings({**(defaults or {}), **demo})
     return config
