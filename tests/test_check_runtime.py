@@ -91,3 +91,23 @@ def test_every_set_up_installs_exactly_one_tensorflow():
     # make install (and CI's make test) installs the cpu extra unless told otherwise
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r"^EXTRAS \?= cpu,test$", makefile, re.M) and '-e ".[$(EXTRAS)]"' in makefile
+
+
+@pytest.mark.backend
+def test_a_worker_of_a_cluster_is_described_without_joining_it(monkeypatch, capsys):
+    if keras.backend.backend() == "tensorflow":
+        cluster = {"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2", "127.0.0.1:3"]},
+                   "task": {"type": "worker", "index": 0}}
+        monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+        expected = {"workers": 3, "worker": 1, "chief": False}
+    else:
+        monkeypatch.setenv("KERAS_DISTRIBUTION_JOB_ADDRESSES", "127.0.0.1:1")
+        monkeypatch.setenv("KERAS_DISTRIBUTION_NUM_PROCESSES", "2")
+        monkeypatch.setenv("KERAS_DISTRIBUTION_PROCESS_ID", "1")
+        expected = {"workers": 2, "worker": 1, "chief": False}
+    assert check_runtime.main(["--json"]) == 0
+    runtime = json.loads(capsys.readouterr().out)["runtime"]
+    assert runtime["strategy"] == "multiworker"
+    assert {k: runtime[k] for k in expected} == expected
+    assert check_runtime.main([]) == 0
+    assert f"workers        {expected['workers']} (this is worker 1)" in capsys.readouterr().out

@@ -104,10 +104,28 @@ def collect(strategy: str = "auto") -> dict:
     }
     if report["backend"] == "jax":
         report["jax_details"] = jax_details()
-    runtime = resolve_runtime(strategy, "auto", "auto")
-    report["runtime"] = {**runtime.describe(), "accelerator": runtime.accelerator}
-    if os.environ.get("TF_CONFIG"):
-        report["tf_config"] = json.loads(os.environ["TF_CONFIG"])
+    from kerasface.train import multiworker
+
+    workers = (multiworker.tf_config_workers() if report["backend"] == "tensorflow"
+               else multiworker.jax_processes_from_environment())
+    if workers > 1 and strategy in ("auto", "multiworker"):
+        # joining the cluster would wait for the other workers: describe this machine alone
+        hidden = {name: os.environ.pop(name) for name in ("TF_CONFIG", multiworker.JAX_PROCESSES)
+                  if name in os.environ}
+        try:
+            runtime = resolve_runtime("default", "auto", "auto")
+        finally:
+            os.environ.update(hidden)
+        report["runtime"] = {**runtime.describe(), "accelerator": runtime.accelerator, "strategy": "multiworker",
+                             "workers": workers}
+        if report["backend"] == "tensorflow":
+            report["runtime"].update(worker=multiworker.tf_worker_index(), chief=multiworker.tf_is_chief())
+        else:
+            process = int(os.environ.get(multiworker.JAX_PROCESS_ID, "0"))
+            report["runtime"].update(worker=process, chief=process == 0)
+    else:
+        runtime = resolve_runtime(strategy, "auto", "auto")
+        report["runtime"] = {**runtime.describe(), "accelerator": runtime.accelerator}
     report["warnings"] = warnings_for(report)
     return report
 
@@ -136,10 +154,10 @@ def format_report(report: dict) -> str:
     ]
     if report["backend"] == "tensorflow":
         lines.append(f"grappler       {'on' if runtime['graph_optimizer'] else 'off'} (TensorFlow's graph optimizer)")
-    if "tf_config" in report:
-        task = report["tf_config"].get("task", {})
-        workers = len(report["tf_config"].get("cluster", {}).get("worker", []))
-        lines.append(f"TF_CONFIG      {task.get('type')} {task.get('index')} of {workers} worker(s)")
+    if runtime.get("workers", 1) > 1:
+        lines.append(f"workers        {runtime['workers']} (this is worker {runtime['worker']}"
+                     f"{', the chief' if runtime.get('chief') else ''}); the device and replicas above are this "
+                     "machine's")
     lines += [f"warning: {w}" for w in report["warnings"]]
     return "\n".join(lines)
 

@@ -9,6 +9,10 @@ metrics, evaluation and callbacks. A run lives in ``<out>/<run-id>/``: ``config.
 ``checkpoints/`` (``last.keras`` every epoch, ``best.keras`` on improvement, ``state.json``),
 ``history.csv``, ``tensorboard/``, ``model.keras`` (the best checkpoint) and the report
 (``report.md``, ``report.json``, plots).
+
+Multi-worker (``kerasface.train.multiworker``): every worker runs the same command; the chief
+writes the run folder (which must be shared storage for ``--resume``: every worker reads the
+chief's checkpoints), the others write to a temporary folder removed at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import csv
 import json
 import math
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +35,7 @@ from kerasface.saving import load_model
 from kerasface.train.callbacks import read_run_state, save_model_atomic, standard_callbacks
 from kerasface.train.config import CONFIG_FILE, TrainConfig, load_run_config
 from kerasface.train.data import load_run_data, make_pipelines
+from kerasface.train.multiworker import worker_folder
 from kerasface.train.optimizers import make_optimizer, rebuild_schedule
 from kerasface.train.runtime import enable_determinism, resolve_runtime
 from kerasface.train.tasks import create_task, task_class
@@ -100,6 +106,8 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         config = config or TrainConfig()
         state, planned = {"epoch": 0}, config.optim.epochs
     task_class(config.task).check_config(config)
+    # first: a multi-worker strategy (or jax.distributed) must start before anything else runs
+    runtime = resolve_runtime(config.runtime.strategy, config.runtime.mixed_precision, config.runtime.jit_compile)
     seed = config.seed + state["epoch"]
     if config.runtime.deterministic:
         enable_determinism(seed)
@@ -109,12 +117,17 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     data = load_run_data(config)
     task = create_task(config, data.spec)
     task.check_data(data.splits)
-    if resume is None:
+    if runtime.num_workers > 1 and resume is None and not config.run_id:
+        raise ValueError(f"a run of {runtime.num_workers} workers needs --run-id, the same on every worker")
+    shared_dir = None
+    if not runtime.is_chief:  # write to a folder of its own; the chief writes the run folder
+        shared_dir = run_dir if resume is not None else Path(config.out) / config.run_id
+        run_dir = worker_folder(shared_dir, runtime.worker_index, resume=resume is not None)
+    elif resume is None:
         run_dir = new_run_dir(config)
     write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
     for note in data.notes:
         log(note)
-    runtime = resolve_runtime(config.runtime.strategy, config.runtime.mixed_precision, config.runtime.jit_compile)
     global_batch = runtime.global_batch_size(config.optim.batch_size)
     log(f"{data.spec.source}: {len(data.spec.samples)} images, task {task.name} "
         f"({task.num_outputs} outputs); split " + ", ".join(f"{k} {len(v)}" for k, v in data.splits.items()))
@@ -124,7 +137,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     with runtime.scope():
         pipelines, steps = make_pipelines(config, data, task, global_batch, runtime.num_replicas, state["epoch"])
         if state["epoch"] > 0 and (checkpoints / "last.keras").is_file():
-            model = load_model(checkpoints / "last.keras")
+            model = runtime.prepare(load_model(checkpoints / "last.keras"))
             log(f"resuming {run_dir} after epoch {state['epoch']}")
             if config.optim.epochs != planned and rebuild_schedule(model.optimizer, config.optim, steps):
                 notes.append(f"{config.optim.lr_schedule} learning-rate schedule rebuilt at resume for "
@@ -146,7 +159,8 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         fit_start = time.perf_counter()
         try:
             model.fit(pipelines["train"], validation_data=task.validation_data(pipelines), epochs=config.optim.epochs,
-                      initial_epoch=state["epoch"], steps_per_epoch=steps if task.sampler() else None,
+                      initial_epoch=state["epoch"],
+                      steps_per_epoch=steps if task.sampler() or runtime.num_workers > 1 else None,
                       callbacks=run_callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
         except KeyboardInterrupt:
             log(f"interrupted; continue with: kerasface-train-branches --resume {run_dir}")
@@ -164,7 +178,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         best_epoch = final.get("best_epoch") or final["epoch"]
         best = checkpoints / ("best.keras" if final.get("best_epoch") else "last.keras")
         if best_epoch != final["epoch"] or model.stop_training:
-            model = load_model(best)
+            model = runtime.prepare(load_model(best))
         inference = task.inference_model(model)
         if inference is model:
             link_or_copy_atomic(best, run_dir / "model.keras")
@@ -178,6 +192,11 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         if task.validation_data(pipelines) is not None:
             results["validation"] = {k[4:]: v[best_epoch - 1] for k, v in history.items()
                                      if k.startswith("val_") and len(v) >= best_epoch}
+        if runtime.backend != "tensorflow":
+            results["test"], fields = task.evaluate(model, pipelines["test"])
+    if runtime.backend == "tensorflow":
+        # outside the strategy's scope: a Keras loss called under a strategy of N replicas is
+        # divided by N (the scaling its train step undoes), which halved the test loss on 2
         results["test"], fields = task.evaluate(model, pipelines["test"])
 
     card = {
@@ -217,5 +236,9 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     from kerasface.report import write_run_report
 
     write_run_report(run_dir, card, history, results, fields.get("roc"), sections=task.report_sections(history))
+    if shared_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        log(f"worker {runtime.worker_index} done; the chief writes {shared_dir}")
+        return shared_dir
     log(f"report: {run_dir / 'report.md'}")
     return run_dir

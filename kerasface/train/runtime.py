@@ -1,10 +1,12 @@
 """Where and how a model trains: distribution strategy, mixed precision and XLA.
 
 auto choices: TPU (through ``TPUClusterResolver``, as on Kaggle and Colab) when one answers,
-``MirroredStrategy`` for several GPUs, the default strategy otherwise; on JAX,
-``keras.distribution.DataParallel`` over several devices. Mixed precision: bfloat16 on TPU,
-float16 on GPU, off on CPU. XLA (``jit_compile``), decided per backend from the README's
-measurements: on JAX always (without ``jax.jit`` every step runs op by op: 17x slower for a
+``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names several workers, ``MirroredStrategy``
+for several GPUs, the default strategy otherwise; on JAX, ``keras.distribution.DataParallel``
+over several devices, after ``keras.distribution.initialize`` when
+``KERAS_DISTRIBUTION_NUM_PROCESSES`` names several processes (``kerasface.train.multiworker``).
+Mixed precision: bfloat16 on TPU, float16 on GPU, off on CPU. XLA (``jit_compile``), decided
+per backend from the README's measurements: on JAX always (without ``jax.jit`` every step runs op by op: 17x slower for a
 small model on CPU); on TensorFlow on for GPU and TPU and off on CPU, where it bought nothing
 and cost twice the warm-up and memory (3x DenseNet121 at 48x48, batch 32, 2 cores: 36.7 vs
 36.4 samples/s, 153 vs 80 s warm-up, 6.5 vs 3.2 GB peak host memory) or ran five times slower
@@ -46,6 +48,9 @@ class Runtime:
     strategy: object = None  # tf.distribute.Strategy on TensorFlow
     distribution: object = None  # keras.distribution.Distribution on JAX
     graph_optimizer: bool = True  # TensorFlow's Grappler passes on traced functions
+    num_workers: int = 1  # processes training together (multi-worker)
+    worker_index: int = 0
+    is_chief: bool = True  # the worker that writes the run folder
 
     def global_batch_size(self, per_replica: int) -> int:
         return per_replica * self.num_replicas
@@ -89,6 +94,15 @@ class Runtime:
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics if isinstance(metrics, dict) else list(metrics),
                       loss_weights=loss_weights, jit_compile=self.jit_compile)
         model.optimizer.build(model.trainable_variables)
+        return self.prepare(model)
+
+    def prepare(self, model: keras.Model) -> keras.Model:
+        """Ready a compiled (or loaded) model to ``fit`` here: under TensorFlow's multi-worker
+        strategy, the workaround of ``kerasface.train.multiworker`` for Keras 3."""
+        if self.strategy_name == "multiworker" and self.backend == "tensorflow":
+            from kerasface.train.multiworker import patch_keras_for_multiworker
+
+            patch_keras_for_multiworker(model)
         return model
 
     def describe(self) -> dict:
@@ -100,6 +114,7 @@ class Runtime:
             "mixed_precision": self.precision,
             "jit_compile": self.jit_compile,
             "graph_optimizer": self.graph_optimizer,
+            **({"workers": self.num_workers, "worker": self.worker_index} if self.num_workers > 1 else {}),
         }
 
 
@@ -131,6 +146,15 @@ def tpu_hint() -> str | None:
 def _tf_strategy(name: str):
     import tensorflow as tf
 
+    from kerasface.train.multiworker import tf_config_workers
+
+    workers = tf_config_workers()
+    if name == "multiworker" or (name == "auto" and workers > 1):
+        # first: the strategy configures the collective ops before anything else runs
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        gpus = tf.config.list_physical_devices("GPU")
+        local = f"{len(gpus)}x GPU" if gpus else _cpu_name()
+        return strategy, "multiworker", f"{max(workers, 1)} workers x {local}", "gpu" if gpus else "cpu"
     hint = tpu_hint()
     if name == "tpu" or (name == "auto" and hint is not None):
         try:
@@ -149,8 +173,6 @@ def _tf_strategy(name: str):
     else:
         device = _cpu_name()
     accelerator = "gpu" if gpus else "cpu"
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy(), "multiworker", device, accelerator
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy(), "mirrored", device, accelerator
     return tf.distribute.get_strategy(), "default", device, accelerator
@@ -159,11 +181,22 @@ def _tf_strategy(name: str):
 def _jax_distribution(name: str):
     import jax
 
-    devices = jax.devices()
+    from kerasface.train.multiworker import initialize_jax_distributed, jax_processes_from_environment
+
+    processes = jax_processes_from_environment()
+    if processes > 1:
+        initialize_jax_distributed()  # before any JAX computation
+    elif name == "multiworker":
+        raise RuntimeError("--strategy multiworker on JAX: set KERAS_DISTRIBUTION_JOB_ADDRESSES (the coordinator's "
+                           "host:port), KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID")
+    devices = jax.devices()  # every process's
     platform_name = devices[0].platform
     accelerator = {"gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}.get(platform_name, "cpu")
     device = _cpu_name() if accelerator == "cpu" else f"{len(devices)}x {devices[0].device_kind}"
-    if name in ("tpu", "mirrored", "multiworker") and len(devices) == 1 and accelerator == "cpu":
+    if processes > 1:
+        return (keras.distribution.DataParallel(devices=devices), "multiworker",
+                f"{processes} processes x {device}", accelerator, len(devices))
+    if name in ("tpu", "mirrored") and len(devices) == 1 and accelerator == "cpu":
         raise RuntimeError(f"--strategy {name}: only one CPU device is visible to JAX")
     if len(devices) > 1 and name != "default":
         return keras.distribution.DataParallel(), "data-parallel", device, accelerator, len(devices)
@@ -209,6 +242,21 @@ def resolve_runtime(strategy: str = "auto", mixed_precision: str = "auto", jit_c
     else:
         precision = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}[mixed_precision]
     jit = auto_jit_compile(backend, accelerator) if jit_compile == "auto" else jit_compile == "on"
+    workers, index, chief = _worker(backend, strategy_name)
     return Runtime(backend, strategy_name, device, accelerator, replicas, precision, jit,
                    strategy=tf_strategy, distribution=distribution,
-                   graph_optimizer=not (backend == "tensorflow" and accelerator == "cpu" and not jit))
+                   graph_optimizer=not (backend == "tensorflow" and accelerator == "cpu" and not jit),
+                   num_workers=workers, worker_index=index, is_chief=chief)
+
+
+def _worker(backend: str, strategy_name: str) -> tuple[int, int, bool]:
+    """(workers, this worker's index, whether it is the chief)."""
+    if strategy_name != "multiworker":
+        return 1, 0, True
+    if backend == "jax":
+        import jax
+
+        return jax.process_count(), jax.process_index(), jax.process_index() == 0
+    from kerasface.train.multiworker import tf_config_workers, tf_is_chief, tf_worker_index
+
+    return max(tf_config_workers(), 1), tf_worker_index(), tf_is_chief()
