@@ -241,3 +241,22 @@ def test_benchmark_times_the_full_head_and_partial_fc():
     for row in rows:
         assert row["step_ms"] > 0 and row["step_cpu_ms"] > 0 and np.isfinite(row["loss"])
         assert row["peak_host_mib"] >= row["host_mib_before"] > 0 and row["centres_mib"] == round(32 * 2000 * 4 / 2**20, 1)
+
+
+def test_recognition_task_trains_with_partial_fc(tmp_path):
+    from kerasface.cli.train_recognition import main
+    from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
+    from kerasface.report import load_run_report
+
+    demo = generate_demo_dataset(tmp_path / "demo", DemoConfig(identities=16, images_per_identity=4, image_size=32,
+                                                              photometric=False), progress=False)
+    tiny = dict(patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, dim_head=8, dropout=0.0, emb_dropout=0.0)
+    argv = ["--data", str(demo / "images"), "--out", str(tmp_path / "runs"), "--run-id", "r", "--epochs", "1",
+            "--backbone", "vit", "--backbone-kwargs", json.dumps(tiny), "--embedding-dim", "16",
+            "--image-size", "32", "--no-tensorboard", "--batch-size", "8", "--validation-fraction", "0.2",
+            "--loss-kwargs", json.dumps({"sample_rate": 0.5})]
+    assert main(argv) == 0
+    report = load_run_report(tmp_path / "runs" / "r")
+    assert "Partial FC at sample rate 0.5" in report["card"]["layout"]
+    assert np.isfinite(report["history"]["loss"][0]) and 0.0 <= report["history"]["accuracy"][0] <= 1.0
+    assert 0.0 <= report["results"]["test"]["auc_cosine"] <= 1.0
