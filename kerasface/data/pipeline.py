@@ -11,7 +11,6 @@ is reproducible under its seed and differs between epochs.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import tensorflow as tf
 
@@ -70,10 +69,9 @@ def source_dataset(spec: DatasetSpec, samples: Samples | None = None) -> tf.data
     """Records ``{"image": encoded bytes, "identity", "labels"}`` for ``samples`` (default all)."""
     samples = samples if samples is not None else spec.samples
     if spec.storage == "tfrecord":
-        from kerasface.data.tfrecord import select_samples, tfrecord_dataset
+        from kerasface.data.tfrecord import select_samples, shard_files, tfrecord_dataset
 
-        shards = sorted(str(p) for p in Path(spec.source).glob("shard-*.tfrecord"))
-        dataset = tfrecord_dataset(shards, spec.num_labels)
+        dataset = tfrecord_dataset(shard_files(spec.source), spec.num_labels)
         if len(samples) != len(spec.samples):
             dataset = select_samples(dataset, samples)
         return dataset

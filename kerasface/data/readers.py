@@ -20,7 +20,7 @@ import tensorflow as tf
 from kerasface.data.decode import IMAGE_EXTENSIONS, find_bad_images, is_image_name
 from kerasface.data.recordio import IDX_NAME, REC_NAME, read_recordio
 from kerasface.data.spec import MISSING_VALUE, DatasetSpec, Samples, Skipped, encode_labels
-from kerasface.data.tfrecord import TFRECORD_SPEC, read_tfrecords
+from kerasface.data.tfrecord import TFRECORD_SPEC, is_remote, read_tfrecords
 from kerasface.errors import BadInputError
 
 
@@ -235,7 +235,11 @@ def read_dataset(path, **kwargs) -> tuple[tf.data.Dataset, DatasetSpec]:
     """Pick the reader from what ``path`` is: a CSV file, a TFRecord folder (``spec.json``
     beside ``*.tfrecord`` shards), an MXNet RecordIO pack (a folder holding ``train.rec`` /
     ``train.idx``, or a ``.rec`` file) or an image folder. A folder holding ``attributes.csv``
-    (such as the demo dataset) is read through that CSV."""
+    (such as the demo dataset) is read through that CSV. A URL (``gs://bucket/shards``) is a
+    TFRecord folder on remote storage."""
+    if is_remote(path):
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("verify", "skip_bad", "progress", "missing_labels")}
+        return read_tfrecords(str(path), **kwargs)
     path = Path(path).expanduser()
     if path.is_file() and path.suffix.lower() == ".csv":
         return read_csv(path, **kwargs)

@@ -72,26 +72,42 @@ def write_tfrecords(spec: DatasetSpec, out_dir, num_shards: int = 4, samples: Sa
     return out_dir
 
 
+def is_remote(path) -> bool:
+    """A URL of a file system TensorFlow reads (``gs://bucket/...``, ``s3://``, ``ram://``)."""
+    return "://" in str(path)
+
+
 def read_tfrecords(folder) -> tuple[tf.data.Dataset, DatasetSpec]:
-    """A dataset of ``{"image", "path", "identity", "labels"}`` records and the stored spec."""
-    folder = Path(folder).expanduser().resolve()
-    spec_path = folder / TFRECORD_SPEC
-    if not spec_path.is_file():
+    """A dataset of ``{"image", "path", "identity", "labels"}`` records and the stored spec.
+    ``folder`` may be local or remote (``gs://bucket/shards``: read through ``tf.io.gfile``, as
+    a TPU reads its input)."""
+    folder = str(folder).rstrip("/") if is_remote(folder) else str(Path(folder).expanduser().resolve())
+    spec_path = f"{folder}/{TFRECORD_SPEC}"
+    if not tf.io.gfile.exists(spec_path):
         raise BadInputError(f"{folder}: no {TFRECORD_SPEC}; not a complete TFRecord dataset")
     try:
-        meta = json.loads(spec_path.read_text())
+        with tf.io.gfile.GFile(spec_path) as handle:
+            meta = json.loads(handle.read())
         samples = Samples(meta["paths"], meta["identity"],
                           np.asarray(meta["labels"], np.float32).reshape(len(meta["paths"]), -1))
     except (ValueError, KeyError) as error:
         raise BadInputError(f"{spec_path}: unreadable spec ({error})") from error
-    shards = sorted(str(p) for p in folder.glob("shard-*.tfrecord"))
+    shards = shard_files(folder)
     if len(shards) != meta["num_shards"]:
         raise BadInputError(
             f"{folder}: expected {meta['num_shards']} shards, found {len(shards)}"
         )
-    spec = DatasetSpec(str(folder), samples, meta["class_names"], meta["label_columns"],
+    spec = DatasetSpec(folder, samples, meta["class_names"], meta["label_columns"],
                        storage="tfrecord")
     return tfrecord_dataset(shards, samples.labels.shape[1]), spec
+
+
+def shard_files(folder: str) -> list[str]:
+    """The ``shard-*.tfrecord`` files of a TFRecord folder, local or remote, in order (a local
+    folder's own name is never a pattern: it may hold ``[``)."""
+    if is_remote(folder):
+        return sorted(tf.io.gfile.glob(f"{str(folder).rstrip('/')}/shard-*.tfrecord"))
+    return sorted(str(p) for p in Path(folder).glob("shard-*.tfrecord"))
 
 
 def tfrecord_dataset(shards: list[str], num_labels: int) -> tf.data.Dataset:
