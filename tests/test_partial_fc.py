@@ -260,3 +260,59 @@ def test_recognition_task_trains_with_partial_fc(tmp_path):
     assert "Partial FC at sample rate 0.5" in report["card"]["layout"]
     assert np.isfinite(report["history"]["loss"][0]) and 0.0 <= report["history"]["accuracy"][0] <= 1.0
     assert 0.0 <= report["results"]["test"]["auc_cosine"] <= 1.0
+
+
+SHARDED = r"""
+import json
+import jax, keras, numpy as np
+import kerasface.losses
+from kerasface.registry import LOSSES
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(16, 6)).astype("float32")
+y = rng.integers(0, 200, 16).astype("int32")
+mesh = keras.distribution.DeviceMesh((2,), ["batch"], jax.devices())
+layout = keras.distribution.LayoutMap(mesh)
+layout["margin_head/centres"] = ("batch", None)  # Partial FC's class-major centres: split the classes
+
+def run(distribution):
+    keras.utils.set_random_seed(1)
+    with distribution.scope() if distribution else __import__("contextlib").nullcontext():
+        embeddings, labels = keras.Input((6,)), keras.Input((), dtype="int32")
+        head = LOSSES.get("arcface")(200, sample_rate=0.1, scale=4.0, name="margin_head")
+        model = keras.Model([embeddings, labels], head(embeddings, labels))
+        model.compile(keras.optimizers.SGD(0.5, momentum=0.9),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        losses = [float(model.train_on_batch([x, y], np.zeros(16, "int32"))) for _ in range(3)]
+        shards = [s.data.shape for s in head.centres.value.addressable_shards]
+        momentum = [v for v in model.optimizer.variables if "centres" in v.path][0]
+        return {"losses": losses, "centres": np.asarray(head.centres).tolist(), "shards": shards,
+                "momentum_shards": [s.data.shape for s in momentum.value.addressable_shards]}
+
+one = run(None)
+split = run(keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch"))
+print("RESULT " + json.dumps({"one": one, "split": split}))
+"""
+
+
+def test_jax_model_parallel_splits_partial_fc_centres_across_devices(tmp_path):
+    """The recipe the README gives: keras.distribution.ModelParallel with a LayoutMap that splits
+    the class axis of Partial FC's centres over a 2-device mesh (each device holds half the
+    centres and half their momentum); three SGD steps equal one device's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", SHARDED], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    one, split = result["one"], result["split"]
+    assert one["shards"] == [[200, 6]] and split["shards"] == [[100, 6], [100, 6]]
+    assert split["momentum_shards"] == [[100, 6], [100, 6]]
+    np.testing.assert_allclose(split["losses"], one["losses"], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(split["centres"]), np.asarray(one["centres"]), atol=1e-5)
+    assert one["losses"][2] < one["losses"][0]
