@@ -3,10 +3,10 @@
     kerasface-compare-losses [--losses softmax arcface ...] [training flags]   (or python pipelines/compare_losses.py)
 
 Every loss trains the same recognition run (train_recognition's defaults, its demo settings
-without --data, and any training flag given here: --backbone, --data, --epochs, ...) into <out>/compare-losses-<time>/<loss>/, and
-table.md / table.json there list each loss's test verification accuracy (+- std over the 10
-folds), AUC by cosine and euclidean distance and EER, on identities never trained on. A run
-already finished in --resume-table DIR is reused.
+without --data, and any training flag given here: --backbone, --data, --epochs, ...) into
+<out>/compare-losses-<time>/<loss>/, and table.md / table.json there list each loss's test
+verification accuracy (+- std over the 10 folds), AUC by cosine and euclidean distance and EER,
+on identities never trained on. A run already finished in --resume-table DIR is reused.
 """
 
 from __future__ import annotations
