@@ -1,11 +1,13 @@
 """The input pipeline: samples -> decoded, resized, augmented views -> batches.
 
     source -> [shuffle] -> parallel decode + resize -> [cache -> shuffle] -> [repeat]
-           -> parallel augment + views -> batch -> prefetch(AUTOTUNE)
+           -> [draw augmentation parameters] -> batch -> parallel augment + views -> prefetch(AUTOTUNE)
 
 Shuffling happens on paths (cheap) unless the decoded images are cached, in which case it
-happens after the cache. Augmentation is seeded per element (see ``augment``), so a pipeline
-is reproducible under its seed and differs between epochs.
+happens after the cache. Augmentation parameters are drawn per element under seeds of their
+own and applied per batch (see ``augment``), computing only the pixels the views cut
+(``view_window``), so a pipeline is reproducible under its seed and differs between epochs.
+``deterministic=False`` lets parallel reads and maps hand out elements as they finish.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import dataclasses
 
 import tensorflow as tf
 
-from kerasface.data.augment import AugmentConfig, augment_example
-from kerasface.data.crops import VIEW_MODES, make_views
-from kerasface.data.decode import base_size, decode_image, resize_image
+from kerasface.data.augment import AugmentConfig, augment_batch, draw_parameters, mirror_labels
+from kerasface.data.crops import VIEW_MODES, crop_offsets, make_views
+from kerasface.data.decode import base_size, resize_image
 from kerasface.data.readers import samples_dataset
 from kerasface.data.spec import DatasetSpec, LabelMirror, Samples
 
@@ -51,9 +53,22 @@ class InputConfig:
 
 def preprocess_encoded(data: tf.Tensor, config: InputConfig) -> tf.Tensor:
     """Encoded image bytes -> float32 (*base_shape, 3) image, ready for augmentation and views."""
-    image = resize_image(decode_image(data), config.base_shape, config.resize_mode)
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)  # uint8: resize reads it as is
+    image = tf.cast(resize_image(image, config.base_shape, config.resize_mode), tf.float32)
     image.set_shape([*config.base_shape, 3])
     return image
+
+
+def view_window(config: InputConfig) -> tuple[int, int, int, int]:
+    """``(top, left, height, width)`` of the part of the base image the views cut."""
+    height, width = config.base_shape
+    if config.views == "crops-horizontal":
+        top = crop_offsets(height, config.image_size)[1]
+        return top, 0, config.image_size, width
+    if config.views == "crops-vertical":
+        left = crop_offsets(width, config.image_size)[1]
+        return 0, left, height, config.image_size
+    return 0, 0, height, width
 
 
 def modality_safe(augment: AugmentConfig | None, views: str) -> AugmentConfig | None:
@@ -65,23 +80,24 @@ def modality_safe(augment: AugmentConfig | None, views: str) -> AugmentConfig | 
     return dataclasses.replace(augment, max_rotation=0.0, flip=False, brightness=0.0, contrast=0.0)
 
 
-def source_dataset(spec: DatasetSpec, samples: Samples | None = None) -> tf.data.Dataset:
-    """Records ``{"image": encoded bytes, "identity", "labels"}`` for ``samples`` (default all)."""
+def source_dataset(spec: DatasetSpec, samples: Samples | None = None, deterministic: bool = True) -> tf.data.Dataset:
+    """Records ``{"image": encoded bytes, "identity", "labels"}`` for ``samples`` (default all),
+    read in parallel (TFRecord shards interleaved)."""
     samples = samples if samples is not None else spec.samples
     if spec.storage == "tfrecord":
         from kerasface.data.tfrecord import select_samples, shard_files, tfrecord_dataset
 
-        dataset = tfrecord_dataset(shard_files(spec.source), spec.num_labels)
+        dataset = tfrecord_dataset(shard_files(spec.source), spec.num_labels, deterministic)
         if len(samples) != len(spec.samples):
             dataset = select_samples(dataset, samples)
         return dataset
     if spec.storage == "recordio":
         from kerasface.data.recordio import recordio_dataset
 
-        return recordio_dataset(spec, samples)
+        return recordio_dataset(spec, samples, deterministic=deterministic)
     return samples_dataset(samples).map(
         lambda r: {"image": tf.io.read_file(r["path"]), "identity": r["identity"], "labels": r["labels"]},
-        num_parallel_calls=tf.data.AUTOTUNE,
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic,
     )
 
 
@@ -162,7 +178,7 @@ def build_pipeline(
         dataset = pk_source(spec, samples, *pk, seed=seed)
         batch_size, shuffle, cache, repeat, drop_remainder = pk[0] * pk[1], False, False, False, True
     else:
-        dataset = source_dataset(spec, samples)
+        dataset = source_dataset(spec, samples, deterministic)
     if shuffle and not cache:
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
 
@@ -181,25 +197,31 @@ def build_pipeline(
         dataset = dataset.repeat()
 
     if augment is not None:
-        def augment_xy(xy, s):
-            if target != "identity_labels":
-                return augment_example(xy[0], xy[1], s, augment, mirror)
-            image, labels = augment_example(xy[0], xy[1][1], s, augment, mirror)
-            return image, (xy[1][0], labels)
+        def draw(xy, s):
+            params = draw_parameters(s, augment)
+            y = xy[1]
+            if target == "labels":
+                y = mirror_labels(y, params["flip"], mirror)
+            elif target == "identity_labels":
+                y = (y[0], mirror_labels(y[1], params["flip"], mirror))
+            return xy[0], y, params
 
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            augment_xy, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic,
-        )
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(draw, num_parallel_calls=tf.data.AUTOTUNE,
+                                                          deterministic=deterministic)
+    window = view_window(config)
 
-    def to_model_input(image, y):
+    def to_model_input(image, y, params=None):
+        if params is not None:
+            image = augment_batch(image, params, augment, window)
         x = make_views(image, config.image_size, config.views)
         return x if target is None else (x, y)
 
-    dataset = dataset.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    dataset = dataset.map(to_model_input, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     options = tf.data.Options()
     options.deterministic = deterministic
+    options.experimental_optimization.parallel_batch = True
     if threads:
         options.threading.private_threadpool_size = threads
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
