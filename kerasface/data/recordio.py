@@ -451,12 +451,13 @@ def _split_paths(paths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def recordio_dataset(spec: DatasetSpec, samples: Samples | None = None, *,
-                     with_path: bool = False) -> tf.data.Dataset:
+                     with_path: bool = False, deterministic: bool = True) -> tf.data.Dataset:
     """Records ``{"image": encoded bytes, "identity": int32, "labels": float32}`` (and "path"
     with ``with_path``) for ``samples`` (default all of ``spec``), in their order.
 
-    Offsets come from each pack's ``.idx``; the bytes are read in a parallel, deterministic map
-    through ``tf.numpy_function`` (no mxnet), ``READ_BATCH`` records per call."""
+    Offsets come from each pack's ``.idx``; the bytes are read in a parallel map through
+    ``tf.numpy_function`` (no mxnet), ``READ_BATCH`` records per call; ``deterministic=False``
+    reads the table's rows with them, so records stay whole in any order."""
     samples = samples if samples is not None else spec.samples
     files, file_index, keys = _split_paths(samples.paths)
     offsets = np.zeros(len(keys), np.int64)
@@ -474,21 +475,22 @@ def recordio_dataset(spec: DatasetSpec, samples: Samples | None = None, *,
             images[j] = reader.image(i, o, k)
         return images
 
-    table = {"identity": samples.identity.astype(np.int32), "labels": samples.labels}
+    table = {"identity": tf.constant(samples.identity.astype(np.int32)),
+             "labels": tf.constant(samples.labels, tf.float32)}
     if with_path:
-        table["path"] = samples.paths.astype(str)
+        table["path"] = tf.constant(samples.paths.astype(str))
 
-    def load(index, offset, key):
+    def load(rows, index, offset, key):
         images = tf.numpy_function(read, [index, offset, key], tf.string, stateful=False)
-        return tf.ensure_shape(images, [None])
+        return tf.ensure_shape(images, [None]), rows
 
-    # Records are read READ_BATCH at a time: one Python call per batch, not per image. (Only
-    # the images are batched and unbatched: unbatching a zero-width label matrix crashes TF.)
-    images = (tf.data.Dataset.from_tensor_slices((file_index.astype(np.int32), offsets, keys))
-              .batch(READ_BATCH).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # Records are read READ_BATCH at a time: one Python call per batch, not per image. Each
+    # image keeps its row, so its identity and labels follow it in whatever order reads finish.
+    rows = np.arange(len(keys), dtype=np.int64)
+    images = (tf.data.Dataset.from_tensor_slices((rows, file_index.astype(np.int32), offsets, keys))
+              .batch(READ_BATCH).map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
               .unbatch())
-    dataset = tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(table)).map(
-        lambda image, r: {"image": image, **r})
+    dataset = images.map(lambda image, row: {"image": image, **{k: tf.gather(v, row) for k, v in table.items()}})
     return dataset.apply(tf.data.experimental.assert_cardinality(len(keys)))
 
 

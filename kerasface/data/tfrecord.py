@@ -110,7 +110,8 @@ def shard_files(folder: str) -> list[str]:
     return sorted(str(p) for p in Path(folder).glob("shard-*.tfrecord"))
 
 
-def tfrecord_dataset(shards: list[str], num_labels: int) -> tf.data.Dataset:
+def tfrecord_dataset(shards: list[str], num_labels: int, deterministic: bool = True) -> tf.data.Dataset:
+    """Parsed records of ``shards``, read interleaved and in parallel."""
     def parse(record):
         example = tf.io.parse_single_example(record, FEATURES)
         labels = tf.sparse.to_dense(example["labels"])
@@ -124,8 +125,8 @@ def tfrecord_dataset(shards: list[str], num_labels: int) -> tf.data.Dataset:
 
     files = tf.data.Dataset.from_tensor_slices(shards)
     records = files.interleave(tf.data.TFRecordDataset, cycle_length=len(shards),
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
 
 
 def select_samples(dataset: tf.data.Dataset, samples: Samples) -> tf.data.Dataset:
