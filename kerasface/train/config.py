@@ -28,6 +28,7 @@ SAMPLERS = ("shuffle", "pk")
 FLIPS = ("auto", "off")
 CACHES = ("auto", "memory", "off")
 VERIFY = ("auto", "full", "header", "none")
+INPUT_ORDERS = ("deterministic", "fast")
 CONFIG_FILE = "config.json"
 
 
@@ -57,6 +58,7 @@ class DataConfig:
     max_rotation: float = 15.0
     noise_sigma: float = 0.05
     cache: str = "auto"
+    input_order: str = "deterministic"
     sampler: str = "shuffle"
     pk_identities: int = 8
     pk_images: int = 4
@@ -67,7 +69,7 @@ class DataConfig:
         if isinstance(self.cache, bool):
             self.cache = "memory" if self.cache else "off"
         for name, allowed in (("views", VIEW_MODES), ("split", SPLITS), ("flip", FLIPS), ("cache", CACHES),
-                              ("verify", VERIFY), ("sampler", SAMPLERS)):
+                              ("verify", VERIFY), ("sampler", SAMPLERS), ("input_order", INPUT_ORDERS)):
             _choice(self, name, allowed)
         for name in ("image_size", "pk_identities", "pk_images", "demo_identities", "demo_images_per_identity"):
             if getattr(self, name) < 1:
@@ -277,6 +279,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--noise-sigma", type=float, help="gaussian noise std as a fraction of the value range (default 0.05)")
     a("--cache", choices=CACHES, help="keep decoded images in memory: auto (when they fit in 2 GiB), "
       "memory, off")
+    a("--input-order", choices=INPUT_ORDERS, help="deterministic (default: batches reproducible under the seed) or "
+      "fast (parallel reads and maps hand out elements as they finish; one replica only, and not with "
+      "--deterministic)")
     a("--sampler", choices=SAMPLERS, help="training batches: shuffle, or pk (P identities x K images)")
     a("--pk-identities", type=int, help=f"P of P x K batches (default {data.pk_identities})")
     a("--pk-images", type=int, help=f"K of P x K batches (default {data.pk_images})")

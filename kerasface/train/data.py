@@ -53,7 +53,9 @@ def make_pipelines(config: TrainConfig, data: RunData, task, global_batch: int, 
                    first_epoch: int = 0) -> tuple[dict, int]:
     """Batched pipelines per split and the training steps per epoch. A resumed run
     (``first_epoch`` > 0) shuffles and augments under a seed of its own, not the first epochs'
-    again. With several replicas the training batches all have the global size."""
+    again. With several replicas the training batches all have the global size, and their order
+    stays deterministic whatever ``input_order``: each worker runs the whole pipeline and keeps
+    its share of every global batch, so the workers must read the same order."""
     settings = config.data
     augment = None
     if settings.augment:
@@ -68,6 +70,7 @@ def make_pipelines(config: TrainConfig, data: RunData, task, global_batch: int, 
             data.spec, samples, input_config=input_config, target=task.target, batch_size=global_batch,
             training=training, augment=augment, cache=choose_cache(settings.cache, len(samples), input_config),
             pk=pk if training else None, drop_remainder=training and replicas > 1, seed=config.seed + first_epoch,
+            deterministic=settings.input_order == "deterministic" or config.runtime.deterministic or replicas > 1,
         )
         pipelines[name] = dataset.map(task.model_io)
     if pk is not None:
