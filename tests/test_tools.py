@@ -61,3 +61,28 @@ def test_models_and_the_train_benchmark_import_without_tensorflow():
     out = run_without_tensorflow("import kerasface.models, kerasface.train.benchmark, kerasface.cli.benchmark_train\n"
                                  "print('ok')\n")
     assert out.strip() == "ok"
+
+
+def test_input_benchmark_reads_every_storage_beside_a_peer(image_folder, tmp_path, capsys):
+    import json
+    import sys
+
+    from kerasface.cli import benchmark_input as cli
+    from kerasface.data.benchmark import bottleneck
+
+    peer = tmp_path / "peer.py"
+    peer.write_text("import json, pathlib, sys\n"
+                    "n = len(list(pathlib.Path(sys.argv[1]).rglob('*.*')))\n"
+                    "print(json.dumps({'peer': 'fake', 'images_per_s': 10.0, 'files': n, 'argv': sys.argv[2:]}))\n")
+    argv = ["--data", str(image_folder), "--limit", "10", "--storage", "files", "tfrecord", "recordio",
+            "--stages", "full training pipeline", "--seconds", "0.1", "--batch-size", "2", "--match-peer",
+            "--image-size", "16", "--order", "fast", "--peer-python", sys.executable, "--peer-script", str(peer)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["storage"] for r in rows] == ["files", "tfrecord", "recordio", "files"]
+    assert all(r["images_per_s"] > 0 and not r.get("deterministic", False) for r in rows[:3])
+    assert rows[3]["files"] == 10 and rows[3]["argv"] == ["2", "2", "16", "0"]  # same images, batch, workers, size
+    assert all(abs(r["peer_ratio"] - r["images_per_s"] / 10.0) < 1e-9 for r in rows[:3])
+    assert bottleneck(50.0, 100.0).startswith("the input pipeline")
+    assert bottleneck(200.0, 100.0).startswith("the train step")
