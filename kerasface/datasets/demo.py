@@ -48,7 +48,7 @@ import kerasface
 from kerasface.progress import progress_bar
 
 GENERATOR = "kerasface.datasets.demo"
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 LIGHT_FRAME = "x right, y up, z towards the camera"
 DEMO_LABEL_COLUMNS: dict[str, list[str]] = {
     "gender": ["female", "male"],
@@ -89,7 +89,7 @@ class DemoConfig:
     photometric: bool = True
     male_fraction: float = 5.25 / 6.25
     emotion_probabilities: dict[str, float] = _probability_field(
-        {"happy": 0.25, "neutral": 0.60, "sad": 0.15}
+        {"happy": 0.30, "neutral": 0.45, "sad": 0.25}
     )
     pose_probabilities: dict[str, float] = _probability_field(
         {"frontal": 0.65, "left": 0.175, "right": 0.175}
@@ -475,7 +475,7 @@ def _planes(albedo: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
 
 def _expression(image: ImageParams) -> tuple[float, float, float]:
     """(mouth-corner lift, happy strength, sad strength) of the image's emotion."""
-    smile = {"happy": 0.13, "neutral": 0.0, "sad": -0.11}[image.emotion] * image.expression
+    smile = {"happy": 0.2, "neutral": 0.0, "sad": -0.24}[image.emotion] * image.expression
     happy = image.expression if image.emotion == "happy" else 0.0
     sad = image.expression if image.emotion == "sad" else 0.0
     return smile, happy, sad
@@ -498,10 +498,10 @@ def _draw_skin(p: IdentityParams, q: ImageParams, u, v, face) -> np.ndarray:
 def _draw_eyes(p: IdentityParams, q: ImageParams, u, v, features, albedo) -> None:
     """Eye sockets, eyeballs and brow ridge (height); eyebrows, sclera, iris and pupil (albedo)."""
     _, happy, sad = _expression(q)
-    eye_h = p.eye_h * (1.0 - 0.25 * happy)
+    eye_h = p.eye_h * (1.0 - 0.4 * happy)
     brow_w = 1.6 * p.eye_w
     reach = p.eye_dx + 3 * brow_w
-    w = _window(p, q, (-reach, reach), (p.eye_y - p.brow_gap - 0.27, p.eye_y + 6.6 * p.eye_h))
+    w = _window(p, q, (-reach, reach), (p.eye_y - p.brow_gap - 0.27 - 0.5 * sad, p.eye_y + 6.6 * p.eye_h))
     uw, vw, fw, aw = u[w], v[w], features[w], _planes(albedo, w)
     brow_colour = 0.6 * np.asarray(q.hair_colour)
     for side in (-1.0, 1.0):
@@ -509,7 +509,7 @@ def _draw_eyes(p: IdentityParams, q: ImageParams, u, v, features, albedo) -> Non
         fw += p.socket_depth * (0.6 * _gauss(du, dv, p.eye_w, eye_h) - _gauss(du, dv, brow_w, 2.2 * p.eye_h))
         fw += p.brow_ridge * _gauss(du, dv + p.brow_gap, brow_w, 0.05)
         across = (du / brow_w) ** 2
-        brow_line = dv + p.brow_gap - p.brow_arch * (1.0 - across) - 0.08 * sad * (side * uw - p.eye_dx) / brow_w
+        brow_line = dv + p.brow_gap - p.brow_arch * (1.0 - across) - 0.35 * sad * (side * uw - p.eye_dx) / brow_w
         brow = np.exp(-((brow_line / p.brow_thickness) ** 2) - across * across * across)
         _mix(aw, brow_colour, p.brow_darkness * brow)
         eye = (du / p.eye_w) ** 2 + (dv / eye_h) ** 2 < 1.0
@@ -552,8 +552,8 @@ def _draw_nose_cheeks_chin(p: IdentityParams, q: ImageParams, u, v, features, al
 
 def _draw_mouth(p: IdentityParams, q: ImageParams, u, v, features, albedo) -> np.ndarray:
     """Lips bent by the expression (corners up when happy, down when sad); returns the lip weight."""
-    smile, happy, _ = _expression(q)
-    mouth_width = p.mouth_width * (1.0 + 0.1 * happy)
+    smile, happy, sad = _expression(q)
+    mouth_width = p.mouth_width * (1.0 + 0.25 * happy)
     lips = np.zeros_like(u)
     reach = 2.25 * abs(smile) + 3 * p.lip_thickness
     w = _window(p, q, (-1.5 * mouth_width, 1.5 * mouth_width), (p.mouth_y - reach, p.mouth_y + reach))
@@ -561,15 +561,15 @@ def _draw_mouth(p: IdentityParams, q: ImageParams, u, v, features, albedo) -> np
     mouth_line = v[w] - (p.mouth_y - smile * across)
     span = np.exp(-across * across * across)
     lips[w] = np.exp(-((mouth_line / p.lip_thickness) ** 2)) * span
-    seam = np.exp(-((mouth_line / (0.3 * p.lip_thickness)) ** 2)) * span
+    seam = np.exp(-((mouth_line / ((0.3 + 0.5 * sad) * p.lip_thickness)) ** 2)) * span
     features[w] += p.lip_height * lips[w] - 0.03 * seam
     _mix(_planes(albedo, w), np.asarray(q.skin_colour) * np.asarray(p.lip_tint), 1.6 * lips[w] - 0.3)
     if happy:  # an open smile: teeth between the lips instead of the dark seam
-        teeth = np.exp(-((mouth_line / (0.6 * p.lip_thickness)) ** 2)) * span
-        _mix(_planes(albedo, w), (0.9, 0.88, 0.82), 1.6 * happy * teeth)
+        teeth = np.exp(-((mouth_line / (0.9 * p.lip_thickness)) ** 2)) * span
+        _mix(_planes(albedo, w), (0.95, 0.93, 0.88), 2.0 * happy * teeth)
         _planes(albedo, w)[:] *= 1.0 - 0.6 * (1.0 - happy) * seam
     else:
-        _planes(albedo, w)[:] *= 1.0 - 0.6 * seam
+        _planes(albedo, w)[:] *= 1.0 - (0.6 + 0.35 * sad) * seam
     return lips
 
 
