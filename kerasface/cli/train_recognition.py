@@ -4,7 +4,7 @@
 
 Without --data it trains on the embedded demo dataset's identities (generated once into the
 cache), split by identity: the test identities are never trained on; the demo run uses 40 px
-images, 6 epochs and, unless --loss-kwargs says otherwise, margin heads at scale 16 (ArcFace at
+images, 5 epochs without augmentation (the renders vary pose, light, blur and noise) and, unless --loss-kwargs says otherwise, margin heads at scale 16 (ArcFace at
 margin 0.3): s=64, m=0.5 are made for thousands of identities, the demo trains on 60. With
 --data the defaults are 112 px aligned faces (pipelines/prepare_faces.py), 20 epochs and each
 head's paper settings. --data takes an image
@@ -32,7 +32,7 @@ DEFAULTS = {
 }
 DEMO_DEFAULTS = {
     "image_size": 40, "test_fraction": 0.3, "validation_fraction": 0.1, "demo_identities": 100,
-    "demo_images_per_identity": 20, "epochs": 6,
+    "demo_images_per_identity": 20, "epochs": 5, "augment": False,
 }
 
 
