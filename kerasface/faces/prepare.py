@@ -7,8 +7,8 @@ original name, the others as ``<name>_face<k>.<ext>``, written before it). The f
 folders and images outside identity folders are ignored (and listed).
 
 Every output is written under a temporary name and renamed when complete, so an interrupted run
-leaves whole files only; a file whose output exists is skipped as done, so a rerun completes the
-rest. Files without a face or that do not decode have no output and are tried again by a rerun.
+leaves whole files only (the faces it has already detected are written before it stops); a file
+whose output exists is skipped as done, so a rerun completes the rest. Files without a face or that do not decode have no output and are tried again by a rerun.
 SRC is only read. ``DST/summary.json`` (also written on Ctrl-C or a crash, then with
 ``"complete": false``) lists every file under: aligned, no_face, several_faces (and which face
 was kept), unreadable (and why), skipped_done, ignored.
@@ -190,7 +190,7 @@ def prepare_faces(src, dst, size=112, mode: str = "largest", method: str = "alig
         complete = True
     finally:
         stream.close()
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)  # faces already detected are written, also on Ctrl-C
         for rel, count, kept, future in writes:
             if not future.cancelled() and future.exception() is None:
                 record(rel, count, kept)
