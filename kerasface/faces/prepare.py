@@ -8,7 +8,8 @@ folders and images outside identity folders are ignored (and listed).
 
 Every output is written under a temporary name and renamed when complete, so an interrupted run
 leaves whole files only (the faces it has already detected are written before it stops); a file
-whose output exists is skipped as done, so a rerun completes the rest. Files without a face or that do not decode have no output and are tried again by a rerun.
+whose output exists is skipped as done, so a rerun completes the rest. Files without a face or
+that do not decode have no output and are tried again by a rerun.
 SRC is only read. ``DST/summary.json`` (also written on Ctrl-C or a crash, then with
 ``"complete": false``) lists every file under: aligned, no_face, several_faces (and which face
 was kept), unreadable (and why), skipped_done, ignored.
