@@ -89,15 +89,18 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="kerasface-input-") as tmp:
         if args.peer_python:  # before and after the kit's rows, so both see the machine's load
             folder = link_folder(spec, Path(tmp) / "peer-images")
-            peer = [run_peer(args.peer_python, args.peer_script, folder, args.batch_size, threads or os.cpu_count(),
-                             config.image_size, args.seconds)]
+
+            def peer_run():
+                return run_peer(args.peer_python, args.peer_script, folder, args.batch_size,
+                                threads or os.cpu_count(), config.image_size, args.seconds)
+
+            peer = [peer_run()]
         for storage in args.storage:
             stored = store_as(spec, storage, tmp)
             rows += benchmark_input(stored, config, args.batch_size, args.seconds, threads, augment, deterministic,
                                     stages=args.stages)
         if args.peer_python:
-            peer.append(run_peer(args.peer_python, args.peer_script, folder, args.batch_size,
-                                 threads or os.cpu_count(), config.image_size, args.seconds))
+            peer.append(peer_run())
             rates = [p["images_per_s"] for p in peer]
             rows.append({**peer[-1], "stage": peer[-1].get("peer", "peer"), "storage": "files",
                          "images_per_s": sum(rates) / 2, "runs_images_per_s": rates})

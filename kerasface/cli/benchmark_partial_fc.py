@@ -19,8 +19,7 @@ import json
 import subprocess
 import sys
 
-from kerasface.cli.benchmark_train import _child_environment
-from kerasface.cli.common import add_debug_argument, cli_main, non_negative_int, positive_int
+from kerasface.cli.common import add_debug_argument, child_environment, cli_main, non_negative_int, positive_int
 
 
 def sample_rate(text: str) -> float | None:
@@ -86,7 +85,7 @@ def main(argv=None) -> int:
                    "--loss", args.loss, "--batch-size", str(args.batch_size), "--embedding-dim",
                    str(args.embedding_dim), "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
                    "--jit-compile", args.jit_compile]
-        result = subprocess.run(command, capture_output=True, text=True, env=_child_environment(),
+        result = subprocess.run(command, capture_output=True, text=True, env=child_environment(),
                                 preexec_fn=_memory_cap(args.max_memory_gib))
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
         if result.returncode or not lines:

@@ -18,12 +18,10 @@ on whichever backend (KERAS_BACKEND) and device are active.
 import argparse
 import itertools
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-from kerasface.cli.common import add_debug_argument, cli_main, non_negative_int, positive_int
+from kerasface.cli.common import add_debug_argument, child_environment, cli_main, non_negative_int, positive_int
 from kerasface.settings_file import json_object
 
 
@@ -77,7 +75,7 @@ def main(argv=None) -> int:
                    *(["--loss", args.loss] if args.loss else []),
                    "--image-size", str(size), "--batch-size", str(batch), "--steps", str(args.steps),
                    "--warmup-steps", str(args.warmup_steps), "--jit-compile", jit, "--mixed-precision", precision]
-        result = subprocess.run(command, capture_output=True, text=True, env=_child_environment())
+        result = subprocess.run(command, capture_output=True, text=True, env=child_environment())
         lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
         if result.returncode or not lines:
             failed += 1
@@ -86,13 +84,6 @@ def main(argv=None) -> int:
         else:
             print(lines[-1], flush=True)
     return 1 if failed else 0
-
-
-def _child_environment() -> dict[str, str]:
-    """This environment, with the folder holding the kerasface package first on PYTHONPATH."""
-    root = str(Path(__file__).resolve().parents[2])
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, path]) if path else root}
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ folders, TFRecord shards and RecordIO packs, beside a PyTorch DataLoader peer an
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import tensorflow as tf
 
 from kerasface.data.augment import AugmentConfig
 from kerasface.data.crops import make_views
+from kerasface.data.decode import decode_image
 from kerasface.data.pipeline import InputConfig, build_pipeline, preprocess_encoded, source_dataset
 from kerasface.data.spec import DatasetSpec
 
@@ -53,7 +53,7 @@ def stage_datasets(spec: DatasetSpec, config: InputConfig, batch_size: int, thre
     source = source_dataset(spec, deterministic=deterministic).repeat()
     made = {}
     if "decode" in stages:
-        decode = source.map(lambda r: tf.shape(tf.io.decode_image(r["image"], channels=3, expand_animations=False)),
+        decode = source.map(lambda r: tf.shape(decode_image(r["image"], tf.uint8)),
                             num_parallel_calls=auto, deterministic=deterministic)
         made["decode"] = _with_threads(decode.batch(batch_size).prefetch(auto), threads)
     if "decode+resize+crops" in stages:
@@ -150,9 +150,9 @@ def train_step_rate(backbone: str, branches: int, image_size: int, batch_size: i
     command = [sys.executable, "-m", "kerasface.cli.benchmark_train", "--backbone", backbone, "--branches",
                str(branches), "--image-size", str(image_size), "--batch-size", str(batch_size), "--steps",
                str(steps), "--warmup-steps", "1"]
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    from kerasface.cli.common import child_environment
+
+    done = subprocess.run(command, capture_output=True, text=True, env=child_environment())
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines or "samples_per_s" not in lines[-1]:
         raise RuntimeError(f"{' '.join(command)} failed: {(lines or [done.stderr.strip()[-2000:]])[-1]}")

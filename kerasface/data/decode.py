@@ -28,11 +28,12 @@ def is_image_name(name: str) -> bool:
     return name.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def decode_image(data: tf.Tensor) -> tf.Tensor:
-    """Encoded JPEG/PNG/BMP bytes -> float32 (H, W, 3) in [0, 255]."""
+def decode_image(data: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
+    """Encoded JPEG/PNG/BMP bytes -> (H, W, 3) values in [0, 255], float32 or, with ``dtype``
+    uint8, as decoded (``tf.image.resize`` reads uint8 as is)."""
     image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
     image.set_shape([None, None, 3])
-    return tf.cast(image, tf.float32)
+    return tf.cast(image, dtype)
 
 
 def resize_image(image: tf.Tensor, size: int | tuple[int, int], mode: str = "pad") -> tf.Tensor:

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from kerasface.data.augment import AugmentConfig, augment_batch, draw_parameters, mirror_labels
 from kerasface.data.crops import VIEW_MODES, crop_offsets, make_views
-from kerasface.data.decode import base_size, resize_image
+from kerasface.data.decode import base_size, decode_image, resize_image
 from kerasface.data.readers import samples_dataset
 from kerasface.data.spec import DatasetSpec, LabelMirror, Samples
 
@@ -53,7 +53,7 @@ class InputConfig:
 
 def preprocess_encoded(data: tf.Tensor, config: InputConfig) -> tf.Tensor:
     """Encoded image bytes -> float32 (*base_shape, 3) image, ready for augmentation and views."""
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)  # uint8: resize reads it as is
+    image = decode_image(data, tf.uint8)
     image = tf.cast(resize_image(image, config.base_shape, config.resize_mode), tf.float32)
     image.set_shape([*config.base_shape, 3])
     return image
