@@ -1,8 +1,16 @@
 """kerasface: multi-branch face recognition and face-attribute models on Keras 3."""
 
 import os
+import platform
 
 # TensorFlow's C++ info and warning logs, unless the user sets the level
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# oneDNN kernels for TensorFlow on x86 CPUs, unless the user sets it: TensorFlow turns them on
+# by itself only on CPUs with AVX-512 VNNI / AMX. Read when TensorFlow is imported, so it takes
+# effect when kerasface is imported first. On 2 AVX2 cores: iresnet50 + ArcFace train step 1.27x
+# (2.69 -> 3.43 samples/s), 3x DenseNet121 1.08x (README).
+if platform.machine().lower() in ("x86_64", "amd64"):
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"

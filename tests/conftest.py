@@ -4,6 +4,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import kerasface  # noqa: F401,E402  (its defaults for TensorFlow's environment apply before TensorFlow loads, as for a user)
 import cv2
 import numpy as np
 import pytest

@@ -50,3 +50,23 @@ def test_graph_optimizer_switch_stays_inside_the_scope():
     assert inside == (not runtime.graph_optimizer)
     assert runtime.graph_optimizer == (runtime.accelerator != "cpu")
     assert tf.config.optimizer.get_experimental_options().get("disable_meta_optimizer", False) == before
+
+
+@pytest.mark.parametrize("user_setting", [None, "0"])
+def test_importing_kerasface_first_turns_on_onednn_on_x86_unless_the_user_chose(user_setting):
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip("the oneDNN default is for x86 CPUs")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if user_setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user_setting
+    env["KERAS_BACKEND"] = "tensorflow"
+    code = ("import kerasface, tensorflow\n"
+            "from kerasface.train.runtime import resolve_runtime\n"
+            "print(resolve_runtime().describe()['onednn'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == ("True" if user_setting is None else "False")

@@ -56,14 +56,18 @@ def check_activation(activation: str, backbone: str) -> None:
 
 
 def conv(x, filters: int, kernel_size: int, stride: int, name: str, depthwise: bool = False):
-    """Bias-free conv with torch's symmetric ``padding=kernel_size // 2``: explicit zero padding
-    then a "valid" conv (Keras' "same" pads only bottom/right at stride 2)."""
+    """Bias-free conv with torch's symmetric ``padding=kernel_size // 2``. At stride 1 that is
+    Keras' "same"; at stride 2 "same" pads only bottom/right, so explicit zero padding then a
+    "valid" conv (an extra copy of the input: at stride 1 it cost iresnet50 6% of its CPU step)."""
     padding = kernel_size // 2
-    if padding:
+    conv_kwargs = dict(use_bias=False, name=name)
+    if stride == 1:
+        conv_kwargs["padding"] = "same"
+    elif padding:
         x = layers.ZeroPadding2D(padding, name=name + "_pad")(x)
     if depthwise:
-        return layers.DepthwiseConv2D(kernel_size, stride, use_bias=False, name=name)(x)
-    return layers.Conv2D(filters, kernel_size, stride, use_bias=False, name=name)(x)
+        return layers.DepthwiseConv2D(kernel_size, stride, **conv_kwargs)(x)
+    return layers.Conv2D(filters, kernel_size, stride, **conv_kwargs)(x)
 
 
 def squeeze_excitation(x, reduction: int, name: str):

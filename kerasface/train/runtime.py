@@ -114,8 +114,19 @@ class Runtime:
             "mixed_precision": self.precision,
             "jit_compile": self.jit_compile,
             "graph_optimizer": self.graph_optimizer,
+            **({"onednn": tensorflow_onednn_enabled()} if self.backend == "tensorflow" else {}),
             **({"workers": self.num_workers, "worker": self.worker_index} if self.num_workers > 1 else {}),
         }
+
+
+def tensorflow_onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its CPU ops with oneDNN kernels (``TF_ENABLE_ONEDNN_OPTS``, which
+    kerasface sets to 1 on x86 when imported before TensorFlow); None where TensorFlow cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def _cpu_name() -> str:
