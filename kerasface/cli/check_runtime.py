@@ -154,6 +154,8 @@ def format_report(report: dict) -> str:
     ]
     if report["backend"] == "tensorflow":
         lines.append(f"grappler       {'on' if runtime['graph_optimizer'] else 'off'} (TensorFlow's graph optimizer)")
+        if runtime.get("onednn") is not None:
+            lines.append(f"oneDNN         {'on' if runtime['onednn'] else 'off'} (TF_ENABLE_ONEDNN_OPTS)")
     if runtime.get("workers", 1) > 1:
         lines.append(f"workers        {runtime['workers']} (this is worker {runtime['worker']}"
                      f"{', the chief' if runtime.get('chief') else ''}); the device and replicas above are this "

@@ -7,9 +7,9 @@ over several devices, after ``keras.distribution.initialize`` when
 ``KERAS_DISTRIBUTION_NUM_PROCESSES`` names several processes (``kerasface.train.multiworker``).
 Mixed precision: bfloat16 on TPU, float16 on GPU, off on CPU. XLA (``jit_compile``), decided
 per backend from the README's measurements: on JAX always (without ``jax.jit`` every step runs op by op: 17x slower for a
-small model on CPU); on TensorFlow on for GPU and TPU and off on CPU, where it bought nothing
-and cost twice the warm-up and memory (3x DenseNet121 at 48x48, batch 32, 2 cores: 36.7 vs
-36.4 samples/s, 153 vs 80 s warm-up, 6.5 vs 3.2 GB peak host memory) or ran five times slower
+small model on CPU); on TensorFlow on for GPU and TPU and off on CPU, where at best it bought 3%
+and cost more warm-up and memory (3x DenseNet121 at 48x48, batch 32, 2 cores, oneDNN: 35.7 vs
+34.7 samples/s, 138 vs 51 s warm-up, 6.5 vs 3.7 GB peak host memory) or ran six times slower
 (ResNet50, EfficientNetV2S).
 
 TensorFlow's graph optimizer (Grappler) is off inside the scope on CPU without XLA: on 3x
