@@ -9,8 +9,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN kernels for TensorFlow on x86 CPUs, unless the user sets it: TensorFlow turns them on
 # by itself only on CPUs with AVX-512 VNNI / AMX. Read when TensorFlow is imported, so it takes
 # effect when kerasface is imported first. On 2 AVX2 cores: iresnet50 + ArcFace train step 1.27x
-# (2.69 -> 3.43 samples/s), 3x DenseNet121 1.08x (README).
+# (2.69 -> 3.43 samples/s), 3x DenseNet121 1.28x (README).
+# TensorFlow then prints a notice that oneDNN is on whatever the log level; kerasface leaves
+# it out (kerasface._tensorflow_import), also where a parent process set the variable.
 if platform.machine().lower() in ("x86_64", "amd64"):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if os.environ["TF_ENABLE_ONEDNN_OPTS"].lower() not in ("0", "false"):
+        from kerasface._tensorflow_import import QuietTensorFlowImport
+
+        QuietTensorFlowImport().install()
 
 __version__ = "0.1.0"

@@ -70,3 +70,16 @@ def test_importing_kerasface_first_turns_on_onednn_on_x86_unless_the_user_chose(
             "print(resolve_runtime().describe()['onednn'])")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split()[-1] == ("True" if user_setting is None else "False")
+    if user_setting is None:  # TensorFlow's notice that oneDNN is on is left out, nothing else
+        assert "oneDNN custom operations" not in out.stderr and "absl::InitializeLog" not in out.stderr
+
+
+def test_stderr_without_leaves_out_the_notice_lines_and_keeps_the_rest(capfd):
+    import os
+
+    from kerasface._tensorflow_import import stderr_without
+
+    with stderr_without():
+        os.write(2, b"first\nWARNING: All log messages before absl::InitializeLog() is called are written to "
+                    b"STDERR\nI0000 port.cc:153] oneDNN custom operations are on. You may see ...\nlast\n")
+    assert capfd.readouterr().err == "first\nlast\n"
