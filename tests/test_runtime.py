@@ -1,3 +1,8 @@
+import os
+import platform
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -54,11 +59,6 @@ def test_graph_optimizer_switch_stays_inside_the_scope():
 
 @pytest.mark.parametrize("user_setting", [None, "0"])
 def test_importing_kerasface_first_turns_on_onednn_on_x86_unless_the_user_chose(user_setting):
-    import os
-    import platform
-    import subprocess
-    import sys
-
     if platform.machine().lower() not in ("x86_64", "amd64"):
         pytest.skip("the oneDNN default is for x86 CPUs")
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
@@ -75,8 +75,6 @@ def test_importing_kerasface_first_turns_on_onednn_on_x86_unless_the_user_chose(
 
 
 def test_stderr_without_leaves_out_the_notice_lines_and_keeps_the_rest(capfd):
-    import os
-
     from kerasface._tensorflow_import import stderr_without
 
     with stderr_without():
