@@ -154,6 +154,23 @@ def tpu_hint() -> str | None:
     return None
 
 
+_MULTIWORKER_STRATEGIES: dict[str, object] = {}
+
+
+def _multiworker_strategy():
+    """The process's one ``MultiWorkerMirroredStrategy`` for this ``TF_CONFIG``. The first one
+    configures the collective ops and starts the worker's server (before anything else runs); a
+    second one in the same process (a run resumed after a run) would enable the collective ops
+    again on the live context, which can leave a worker's coordination agent unheard by the
+    others, so every run of the process shares the first."""
+    import tensorflow as tf
+
+    key = os.environ.get("TF_CONFIG", "")
+    if key not in _MULTIWORKER_STRATEGIES:
+        _MULTIWORKER_STRATEGIES[key] = tf.distribute.MultiWorkerMirroredStrategy()
+    return _MULTIWORKER_STRATEGIES[key]
+
+
 def _tf_strategy(name: str):
     import tensorflow as tf
 
@@ -161,8 +178,7 @@ def _tf_strategy(name: str):
 
     workers = tf_config_workers()
     if name == "multiworker" or (name == "auto" and workers > 1):
-        # first: the strategy configures the collective ops before anything else runs
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        strategy = _multiworker_strategy()
         gpus = tf.config.list_physical_devices("GPU")
         local = f"{len(gpus)}x GPU" if gpus else _cpu_name()
         return strategy, "multiworker", f"{max(workers, 1)} workers x {local}", "gpu" if gpus else "cpu"
