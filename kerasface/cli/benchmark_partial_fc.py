@@ -19,7 +19,8 @@ import json
 import subprocess
 import sys
 
-from kerasface.cli.common import add_debug_argument, child_environment, cli_main, non_negative_int, positive_int
+from kerasface.cli.common import add_debug_argument, cli_main, non_negative_int, positive_int
+from kerasface.processes import child_environment
 
 
 def sample_rate(text: str) -> float | None:

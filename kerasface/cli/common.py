@@ -40,14 +40,6 @@ EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
 
 
-def child_environment() -> dict[str, str]:
-    """This environment, with the folder holding the kerasface package first on PYTHONPATH, for
-    commands that run a kerasface module in a process of its own."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([root, path]) if path else root}
-
-
 def add_debug_argument(parser: argparse.ArgumentParser) -> None:
     """Add --debug: show the full traceback instead of the one-line error."""
     parser.add_argument("--debug", action="store_true", help="on failure show the full traceback")

@@ -17,6 +17,7 @@ from kerasface.data.crops import make_views
 from kerasface.data.decode import decode_image
 from kerasface.data.pipeline import InputConfig, build_pipeline, preprocess_encoded, source_dataset
 from kerasface.data.spec import DatasetSpec
+from kerasface.processes import child_environment
 
 STORAGES = ("files", "tfrecord", "recordio")
 STAGES = ("decode", "decode+resize+crops", "full training pipeline")
@@ -150,8 +151,6 @@ def train_step_rate(backbone: str, branches: int, image_size: int, batch_size: i
     command = [sys.executable, "-m", "kerasface.cli.benchmark_train", "--backbone", backbone, "--branches",
                str(branches), "--image-size", str(image_size), "--batch-size", str(batch_size), "--steps",
                str(steps), "--warmup-steps", "1"]
-    from kerasface.cli.common import child_environment
-
     done = subprocess.run(command, capture_output=True, text=True, env=child_environment())
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines or "samples_per_s" not in lines[-1]:
