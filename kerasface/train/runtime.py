@@ -160,9 +160,10 @@ _MULTIWORKER_STRATEGIES: dict[str, object] = {}
 def _multiworker_strategy():
     """The process's one ``MultiWorkerMirroredStrategy`` for this ``TF_CONFIG``. The first one
     configures the collective ops and starts the worker's server (before anything else runs); a
-    second one in the same process (a run resumed after a run) would enable the collective ops
-    again on the live context, which can leave a worker's coordination agent unheard by the
-    others, so every run of the process shares the first."""
+    second one in the same process (a run resumed after a run) enables the collective ops again
+    on the live context, and a peer's transfer already under way is dropped ("Delete called on
+    non-empty BufRendezvous": the collective aborts, 1 run in 3 here), so every run of the
+    process shares the first."""
     import tensorflow as tf
 
     key = os.environ.get("TF_CONFIG", "")
