@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import glob
 import os
 import platform
@@ -154,22 +155,17 @@ def tpu_hint() -> str | None:
     return None
 
 
-_MULTIWORKER_STRATEGIES: dict[str, object] = {}
-
-
-def _multiworker_strategy():
-    """The process's one ``MultiWorkerMirroredStrategy`` for this ``TF_CONFIG``. The first one
-    configures the collective ops and starts the worker's server (before anything else runs); a
-    second one in the same process (a run resumed after a run) enables the collective ops again
+@functools.cache
+def _multiworker_strategy(tf_config: str):
+    """The process's one ``MultiWorkerMirroredStrategy`` for this ``TF_CONFIG`` text. The first
+    one configures the collective ops and starts the worker's server (before anything else runs);
+    a second one in the same process (a run resumed after a run) enables the collective ops again
     on the live context, and a peer's transfer already under way is dropped ("Delete called on
     non-empty BufRendezvous": the collective aborts, 1 run in 3 here), so every run of the
     process shares the first."""
     import tensorflow as tf
 
-    key = os.environ.get("TF_CONFIG", "")
-    if key not in _MULTIWORKER_STRATEGIES:
-        _MULTIWORKER_STRATEGIES[key] = tf.distribute.MultiWorkerMirroredStrategy()
-    return _MULTIWORKER_STRATEGIES[key]
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def _tf_strategy(name: str):
@@ -179,7 +175,7 @@ def _tf_strategy(name: str):
 
     workers = tf_config_workers()
     if name == "multiworker" or (name == "auto" and workers > 1):
-        strategy = _multiworker_strategy()
+        strategy = _multiworker_strategy(os.environ.get("TF_CONFIG", ""))
         gpus = tf.config.list_physical_devices("GPU")
         local = f"{len(gpus)}x GPU" if gpus else _cpu_name()
         return strategy, "multiworker", f"{max(workers, 1)} workers x {local}", "gpu" if gpus else "cpu"
