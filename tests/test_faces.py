@@ -82,6 +82,16 @@ def test_several_images_per_call_match_one_at_a_time(photos, detector):
         assert np.abs(faces[0].landmarks - alone.landmarks).max() < 2.0
 
 
+def test_padding_of_a_batch_is_undone_by_each_image_own_offset(photos, detector):
+    blank = np.full((256, 256, 3), 128, np.uint8)
+    assert shape_batches([blank.shape[:2], photos["grace"].shape[:2]], detector.batch_size) == [[0, 1]]
+    batched = detector.detect([blank, photos["grace"]])
+    alone = detector.detect_one(photos["grace"])
+    assert [len(f) for f in batched] == [0, 1] and len(alone) == 1
+    np.testing.assert_allclose(batched[1][0].box, alone[0].box, atol=1e-3)
+    np.testing.assert_allclose(batched[1][0].landmarks, alone[0].landmarks, atol=1e-3)
+
+
 def test_minimum_face_size_and_confidence_threshold(photos, detector):
     confidence = detector.detect_one(photos["grace"])[0].confidence
     assert not FaceDetector(min_face_size=200).detect_one(photos["grace"])

@@ -3,9 +3,9 @@ Cascaded Convolutional Networks", IEEE SPL 2016) from the ``mtcnn`` package, who
 inside it.
 
 ``FaceDetector.detect`` takes several RGB images per call. Images of similar shape go through
-the package's batched path together (one PNet/RNet/ONet call per pyramid scale for the whole
-batch instead of one per image), and each stage network runs as one ``tf.function`` traced for
-any image size and batch, instead of Keras' eager layer-by-layer call. Each face has a box
+the package's stages together, padded to a common size (one PNet/RNet/ONet call per pyramid
+scale for the whole batch instead of one per image), and each stage network runs as one
+``tf.function`` traced for any image size and batch, instead of Keras' eager layer-by-layer call. Each face has a box
 (x1, y1, x2, y2), five landmarks in image order (left eye, right eye, nose, left and right mouth
 corner as seen in the image) and the ONet confidence; faces of an image come largest first.
 """
@@ -124,13 +124,34 @@ class FaceDetector:
         return 1.0 if self.max_side is None or longest <= self.max_side else self.max_side / longest
 
     def _run(self, images: list[np.ndarray], min_face_size: float) -> list[list[Face]]:
-        rows = self._mtcnn.detect_faces(images, box_format="xyxy", output_type="numpy",
-                                        min_face_size=min_face_size, threshold_onet=self.threshold)
-        rows = np.asarray(rows, np.float64).reshape(-1, 16)
+        """The stages of the package's ``detect_faces`` on the batch padded to a common size
+        (centred, ``mtcnn.utils.images.standarize_batch``); each face is moved back by the padding
+        of its own image and its box clipped to that image. (``detect_faces`` itself pairs the
+        offsets with the images that have faces by position, so one image without a face shifts
+        the faces of every later image.)"""
+        import tensorflow as tf
+        from mtcnn.utils.images import standarize_batch
+
+        with tf.device(self.device):
+            stacked, shapes, padding = standarize_batch(images)
+            rows = None
+            try:
+                for stage in self._mtcnn.stages:
+                    rows = stage(bboxes_batch=rows, images_normalized=stacked, images_oshapes=shapes,
+                                 min_face_size=min_face_size, threshold_onet=self.threshold)
+            except tf.errors.InvalidArgumentError:  # how the package's stages end a batch without faces
+                rows = None
+        rows = np.empty((0, 16)) if rows is None else np.asarray(rows, np.float64).reshape(-1, 16)
         out = []
-        for k in range(len(images)):
+        for k, (height, width, _) in enumerate(shapes):
             mine = rows[rows[:, 0] == k]
-            faces = [Face(r[1:5].copy(), np.stack([r[6:11], r[11:16]], axis=1), float(r[5])) for r in mine]
+            top, left = padding[k, 0, 0], padding[k, 1, 0]
+            faces = []
+            for r in mine:
+                box = r[1:5] - (left, top, left, top)
+                box[[0, 2]] = np.clip(box[[0, 2]], 0, width - 1)
+                box[[1, 3]] = np.clip(box[[1, 3]], 0, height - 1)
+                faces.append(Face(box, np.stack([r[6:11] - left, r[11:16] - top], axis=1), float(r[5])))
             out.append(sorted(faces, key=lambda f: -f.area))
         return out
 
