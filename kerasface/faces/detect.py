@@ -19,7 +19,7 @@ import numpy as np
 
 from kerasface.errors import BadInputError
 
-MODES = ("largest", "all")
+MODES = ("largest", "center", "all")
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 MIN_SIDE = 12
 
@@ -41,11 +41,26 @@ class Face:
                               for k, (x, y) in zip(LANDMARK_NAMES, self.landmarks)}}
 
 
-def select_faces(faces: list[Face], mode: str) -> list[Face]:
-    """``largest``: the first (largest) face only; ``all``: every face."""
+def center_score(face: Face, shape) -> float:
+    """Box area minus twice the squared distance of the box centre from the centre of an image of
+    ``shape`` (pixels): the face FaceNet's and insightface's MTCNN preparation of LFW keep."""
+    height, width = shape[:2]
+    x1, y1, x2, y2 = face.box
+    return face.area - 2.0 * (((x1 + x2) / 2 - width / 2) ** 2 + ((y1 + y2) / 2 - height / 2) ** 2)
+
+
+def select_faces(faces: list[Face], mode: str, shape=None) -> list[Face]:
+    """``largest``: the first (largest) face only; ``center``: the face of the highest
+    ``center_score`` in an image of ``shape``, the subject of a benchmark photo; ``all``: every face."""
     if mode not in MODES:
         raise BadInputError(f"unknown face mode {mode!r}; choose one of {', '.join(MODES)}")
-    return faces[:1] if mode == "largest" else list(faces)
+    if mode == "all":
+        return list(faces)
+    if mode == "center" and faces:
+        if shape is None:
+            raise ValueError("mode 'center' needs the image shape")
+        return [max(faces, key=lambda face: center_score(face, shape))]
+    return faces[:1]
 
 
 class _Compiled:
