@@ -72,8 +72,8 @@ def text_files(src: Path, ignored: list[Skipped]) -> tuple[list[str], list[Skipp
     the entries ``source_files`` ignored: their names, and the other entries."""
     def beside(skipped):
         path = Path(skipped.path)
-        return path.parent == src and not path.name.startswith(".") and path.suffix.lower() == ".txt" \
-            and path.is_file()
+        return (path.parent == src and not path.name.startswith(".") and path.suffix.lower() == ".txt"
+                and path.is_file())
 
     return [Path(s.path).name for s in ignored if beside(s)], [s for s in ignored if not beside(s)]
 
