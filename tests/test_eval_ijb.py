@@ -2,6 +2,7 @@
 formulas (ijb_11.py, ijb_1n.py) written out in float64 NumPy; resumable chunked features; bad
 layouts named; provenance of the figures."""
 
+import json
 import math
 import shutil
 
@@ -12,10 +13,12 @@ import pytest
 from sklearn.metrics import auc, roc_curve
 from sklearn.preprocessing import normalize
 
+from kerasface.cli import evaluate
 from kerasface.datasets.demo import DemoConfig, render_face, sample_identity, sample_image
 from kerasface.errors import BadInputError
 from kerasface.eval.embeddings import EmbeddingModel, keras_embedding_model
 from kerasface.eval.ijb import evaluate_ijb, load_ijb
+from kerasface.eval.provenance import comparable
 from kerasface.faces.align import template
 from kerasface.models import ImagePreprocessing
 from kerasface.models.preprocessing import set_input_preprocessing
@@ -257,3 +260,60 @@ def test_bad_layouts_name_the_file(ijb, tmp_path):
     (root / "meta" / "ijbc_face_tid_mid.txt").unlink()
     with pytest.raises(BadInputError, match="neither ijbc_face_tid_mid.txt nor ijbb_face_tid_mid.txt found"):
         load_ijb(root)
+
+
+def test_cli_writes_table_json_with_provenance_and_roc(ijb, tmp_path, capsys):
+    path = tmp_path / "tiny.keras"
+    tiny_model().save(path)
+    out = tmp_path / "eval" / "ijb.json"
+    args = ["--model", str(path), "--ijb", str(ijb[0]), "--out", str(out), "--batch-size", "8",
+            "--ijb-chunk", "32", "--quiet"]
+    assert evaluate.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| Methods" in printed and "| 1e-06 " in printed and "| tiny-IJBC " in printed and "rank-1" in printed
+    report = json.loads(out.read_text())
+    record = report["provenance"]
+    assert record["flip"] is False and record["detector_score"] is True and record["alignment"] == "arcface"
+    assert record["preprocessing"] == {"image_size": [SIZE, SIZE], "resize_mode": "stretch", "value_range": "tf",
+                                       "alignment": "arcface", "channel_order": "RGB"}
+    assert set(record["files"]) == {f"IJBC/{name}" for name in (
+        "ijbc_name_5pts_score.txt", "ijbc_face_tid_mid.txt", "ijbc_template_pair_label.txt",
+        "ijbc_1N_gallery_G1.csv", "ijbc_1N_gallery_G2.csv", "ijbc_1N_probe_mixed.csv")}
+    import hashlib
+
+    pairs_file = ijb[0] / "meta" / "ijbc_template_pair_label.txt"
+    assert record["files"]["IJBC/ijbc_template_pair_label.txt"]["sha256"] == hashlib.sha256(
+        pairs_file.read_bytes()).hexdigest()
+    assert (tmp_path / "eval" / "ijb.roc.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in (tmp_path / "eval" / "ijb.features").iterdir())[-1] == "manifest.json"
+
+    flipped = tmp_path / "eval" / "flip.json"
+    assert evaluate.main([*args[:5], str(flipped), *args[6:], "--flip", "--ijb-features", str(tmp_path / "f2")]) == 0
+    same, reasons = comparable(report, report)
+    assert same and reasons == []
+    same, reasons = comparable(report, json.loads(flipped.read_text()))
+    assert not same and reasons == ["flip: False against True"]
+
+    other = _copy(ijb, tmp_path)
+    with open(other / "meta" / "ijbc_template_pair_label.txt", "a") as handle:
+        handle.write("1 999 0\n")
+    assert evaluate.main([*args[:3], str(other), "--out", str(tmp_path / "bad.json"), *args[6:]]) == 1
+    assert "ijbc_template_pair_label.txt: template 999 has no crop" in capsys.readouterr().err
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_comparable_names_each_difference():
+    def record(sha="a" * 64, **changes):
+        base = {"protocol": "p", "kerasface_version": "1", "flip": False, "resize_mode": "stretch",
+                "alignment": "arcface", "image_size": [112, 112],
+                "files": {"lfw": {"path": "lfw/pairs.txt", "sha256": sha}}}
+        return {"provenance": {**base, **changes}}
+
+    assert comparable(record(), record(image_size=[96, 96])) == (True, [])
+    same, reasons = comparable(record(), record(sha="b" * 64, kerasface_version="2",
+                                                files={"cfp": {"path": "cfp.bin", "sha256": "c" * 64}}))
+    assert not same and reasons == ["kerasface_version: '1' against '2'", "cfp: evaluated in the second only",
+                                    "lfw: evaluated in the first only"]
+    same, reasons = comparable(record(), record(sha="b" * 64))
+    assert reasons == ["lfw: different files (lfw/pairs.txt sha256 aaaaaaaaaaaa, lfw/pairs.txt sha256 bbbbbbbbbbbb)"]
+    assert comparable({"sets": {}}, record()) == (False, ["no provenance record in the first"])
