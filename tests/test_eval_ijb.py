@@ -254,6 +254,17 @@ def test_bad_layouts_name_the_file(ijb, tmp_path):
     (root / "loose_crop" / "3.png").unlink()
     with pytest.raises(BadInputError, match=r"ijbc_name_5pts_score.txt, line 3: crop .*loose_crop/3.png not found"):
         load_ijb(root)
+    shutil.copy(ijb[0] / "loose_crop" / "3.png", root / "loose_crop" / "3.png")
+    (root / "meta" / "ijbc_1N_gallery_G2.csv").unlink()
+    with pytest.raises(BadInputError, match=r"meta/ijbc_1N_gallery_G2.csv: missing \(IJB 1:N meta file\)"):
+        evaluate_ijb(None, load_ijb(root), tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    lines = (root / "meta" / "ijbc_face_tid_mid.txt").read_text().splitlines()
+    lines[4] = lines[4].replace(".png", ".jpg")
+    (root / "meta" / "ijbc_face_tid_mid.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(BadInputError, match=r"ijbc_face_tid_mid.txt, line 5: crop '5.jpg', but line 5 of .*"
+                                            r"ijbc_name_5pts_score.txt is '5.png'"):
+        load_ijb(root)
     (root / "meta" / "ijbc_name_5pts_score.txt").unlink()
     with pytest.raises(BadInputError, match=r"meta/ijbc_name_5pts_score.txt: missing"):
         load_ijb(root)
@@ -299,7 +310,7 @@ def test_cli_writes_table_json_with_provenance_and_roc(ijb, tmp_path, capsys):
         handle.write("1 999 0\n")
     assert evaluate.main([*args[:3], str(other), "--out", str(tmp_path / "bad.json"), *args[6:]]) == 1
     assert "ijbc_template_pair_label.txt: template 999 has no crop" in capsys.readouterr().err
-    assert not (tmp_path / "bad.json").exists()
+    assert not (tmp_path / "bad.json").exists() and not (tmp_path / "bad.features").exists()
 
 
 def test_comparable_names_each_difference():

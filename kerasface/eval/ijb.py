@@ -50,7 +50,7 @@ CHUNK_SIZE = 4096
 CHUNK_NAME = "chunk-{:06d}.npy"
 MANIFEST = "manifest.json"
 PAIR_BLOCK = 100_000
-POOL_BLOCK = 65_536
+POOL_BLOCK = 16_384
 
 
 def meta_files(set_name: str) -> dict[str, str]:
@@ -149,6 +149,8 @@ def load_ijb(root, set_name: str | None = None, check_crops: bool = True) -> IJB
                 f"{files['media']}, line {media_number}: crop {media_fields[0]!r}, but line {number} of "
                 f"{files['landmarks']} is {fields[0]!r}; both files must list the crops in the same order")
         values = _numbers(files["landmarks"], number, fields[1:])
+        if not np.all(np.isfinite(values)):
+            raise BadInputError(f"{files['landmarks']}, line {number}: landmarks and score must be finite numbers")
         crops.append(fields[0])
         landmarks.append(values[:10])
         scores.append(values[10])
@@ -177,6 +179,8 @@ def read_pairs(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels = table[:, 2]
     if not np.isin(labels, (0, 1)).all():
         raise BadInputError(f"{path}, line {int(np.argmax(~np.isin(labels, (0, 1)))) + 1}: label must be 0 or 1")
+    if labels.all() or not labels.any():
+        raise BadInputError(f"{path}: all {len(labels)} pairs have label {labels[0]}; the ROC needs both")
     return table[:, 0], table[:, 1], labels
 
 
@@ -386,13 +390,8 @@ def _top_values(values: np.ndarray, k: int) -> np.ndarray:
     return values if len(values) <= k else np.partition(values, len(values) - k)[len(values) - k:]
 
 
-def insightface_identification(probe_feats, probe_subjects, gallery_feats, gallery_subjects,
-                               fpirs: Sequence[float] = FPIRS, ranks: Sequence[int] = RANKS,
-                               block: int = 2048) -> dict:
-    """``ijb_1n.py``'s ``evaluation``: rank-k and TPIR at FPIR of probes that each have exactly one
-    mate in the gallery (see the module's docstring)."""
-    from kerasface.eval.identification import _ranks
-
+def gallery_mates(probe_subjects, gallery_subjects, source: str = "the gallery") -> np.ndarray:
+    """The gallery row of each probe's subject; each must have exactly one (``gen_mask``)."""
     probe_subjects, gallery_subjects = np.asarray(probe_subjects), np.asarray(gallery_subjects)
     order = np.argsort(gallery_subjects, kind="stable")
     found = np.searchsorted(gallery_subjects[order], probe_subjects)
@@ -400,9 +399,19 @@ def insightface_identification(probe_feats, probe_subjects, gallery_feats, galle
     if (counts != 1).any():
         bad = int(np.argmax(counts != 1))
         raise BadInputError(
-            f"probe subject {int(probe_subjects[bad])} has {int(counts[bad])} templates in the gallery; each "
-            "needs exactly one")
-    mates = order[found]
+            f"{source}: probe subject {int(probe_subjects[bad])} has {int(counts[bad])} templates there; each "
+            "probe's subject needs exactly one")
+    return order[found]
+
+
+def insightface_identification(probe_feats, probe_subjects, gallery_feats, gallery_subjects,
+                               fpirs: Sequence[float] = FPIRS, ranks: Sequence[int] = RANKS,
+                               block: int = 2048) -> dict:
+    """``ijb_1n.py``'s ``evaluation``: rank-k and TPIR at FPIR of probes that each have exactly one
+    mate in the gallery (see the module's docstring)."""
+    from kerasface.eval.identification import _ranks
+
+    mates = gallery_mates(probe_subjects, gallery_subjects)
     needed = [math.ceil(len(probe_subjects) * f) for f in fpirs]
     if max(needed) > len(probe_subjects) * (len(gallery_subjects) - 1):
         raise BadInputError(f"{len(probe_subjects)} probes and {len(gallery_subjects)} gallery templates: too few "
@@ -450,29 +459,39 @@ def _mean_of(results: Sequence[dict]) -> dict:
     return out
 
 
-def identify(ijb: IJBSet, unique_templates: np.ndarray, template_feats: np.ndarray) -> dict:
-    """1:N figures of ``ijb``'s gallery and probe files: ``insightface`` (both galleries as one)
-    and ``galleries`` (each gallery file, and their ``mean``)."""
+def identification_lists(ijb: IJBSet, unique_templates: np.ndarray) -> dict:
+    """The 1:N files of ``ijb`` read and checked: per role (``gallery1``, ``gallery2``, ``probes``,
+    and ``joined`` for both galleries as one) the templates, their subjects and their rows in
+    ``unique_templates``."""
+    lists = {}
     for role in ("gallery1", "gallery2", "probes"):
         if role not in ijb.files:
             raise BadInputError(f"{ijb.root / 'meta' / meta_files(ijb.name)[role]}: missing (IJB 1:N meta file)")
-    parts = {}
-    for role in ("gallery1", "gallery2", "probes"):
         templates, subjects = read_template_subjects(ijb.files[role])
-        parts[role] = (templates, subjects, template_feats[template_rows(unique_templates, templates, ijb.files[role])])
-    probe_templates, probe_subjects, probe_feats = parts["probes"]
-    both = np.concatenate([parts["gallery1"][0], parts["gallery2"][0]])
-    both_subjects = np.concatenate([parts["gallery1"][1], parts["gallery2"][1]])
+        lists[role] = (templates, subjects, template_rows(unique_templates, templates, ijb.files[role]))
+    both = np.concatenate([lists["gallery1"][0], lists["gallery2"][0]])
     joined, first = np.unique(both, return_index=True)
-    joined_feats = template_feats[template_rows(unique_templates, joined, ijb.files["gallery1"])]
-    insightface = insightface_identification(probe_feats, probe_subjects, joined_feats, both_subjects[first])
-    galleries = {}
+    subjects = np.concatenate([lists["gallery1"][1], lists["gallery2"][1]])[first]
+    lists["joined"] = (joined, subjects, template_rows(unique_templates, joined, ijb.files["gallery1"]))
+    gallery_mates(lists["probes"][1], subjects,
+                  f"{ijb.files['gallery1'].name} and {ijb.files['gallery2'].name}")
+    return lists
+
+
+def identify(ijb: IJBSet, lists: dict, template_feats: np.ndarray) -> dict:
+    """1:N figures (``identification_lists``): ``insightface`` (both galleries as one) and
+    ``galleries`` (each gallery file, and their ``mean``)."""
+    _, probe_subjects, probe_rows = lists["probes"]
+    probe_feats = template_feats[probe_rows]
+    _, joined_subjects, joined_rows = lists["joined"]
+    out = {"insightface": insightface_identification(probe_feats, probe_subjects, template_feats[joined_rows],
+                                                     joined_subjects), "galleries": {}}
     for role in ("gallery1", "gallery2"):
-        templates, subjects, feats = parts[role]
-        galleries[ijb.files[role].stem.rsplit("_", 1)[-1]] = gallery_identification(
-            probe_feats, probe_subjects, feats, subjects)
-    galleries["mean"] = _mean_of(list(galleries.values()))
-    return {"insightface": insightface, "galleries": galleries}
+        _, subjects, rows = lists[role]
+        out["galleries"][ijb.files[role].stem.rsplit("_", 1)[-1]] = gallery_identification(
+            probe_feats, probe_subjects, template_feats[rows], subjects)
+    out["galleries"]["mean"] = _mean_of(list(out["galleries"].values()))
+    return out
 
 
 @dataclasses.dataclass
@@ -492,20 +511,23 @@ def evaluate_ijb(model, ijb: IJBSet, features_dir, flip: bool = False, detector_
                  batch_size: int = 64, chunk_size: int = CHUNK_SIZE, progress: bool = True,
                  run: dict | None = None) -> IJBResult:
     """1:1 (and 1:N when the gallery and probe files are there) figures of ``model`` on ``ijb``;
-    crop features are kept in ``features_dir`` (``embed_crops``)."""
-    features = embed_crops(model, ijb.crop_paths, ijb.landmarks, features_dir, flip=flip, batch_size=batch_size,
-                           chunk_size=chunk_size, progress=progress, run=run)
-    weights = ijb.detector_scores if detector_score else None
-    unique_templates, template_feats = template_features(features, ijb.templates, ijb.medias, weights)
-    del features
+    crop features are kept in ``features_dir`` (``embed_crops``). The pair and 1:N files are
+    read and checked before any crop is embedded."""
     if "pairs" not in ijb.files:
         raise BadInputError(f"{ijb.root / 'meta' / meta_files(ijb.name)['pairs']}: missing (IJB meta file)")
     first, second, labels = read_pairs(ijb.files["pairs"])
+    unique_templates = np.unique(ijb.templates)
     rows1 = template_rows(unique_templates, first, ijb.files["pairs"])
     rows2 = template_rows(unique_templates, second, ijb.files["pairs"])
+    has_1n = any(role in ijb.files for role in ("gallery1", "gallery2", "probes"))
+    lists = identification_lists(ijb, unique_templates) if has_1n else None
+    features = embed_crops(model, ijb.crop_paths, ijb.landmarks, features_dir, flip=flip, batch_size=batch_size,
+                           chunk_size=chunk_size, progress=progress, run=run)
+    weights = ijb.detector_scores if detector_score else None
+    _, template_feats = template_features(features, ijb.templates, ijb.medias, weights)
+    del features
     verification = verify(labels, pair_scores(template_feats, rows1, rows2), len(unique_templates))
-    has_1n = all(role in ijb.files for role in ("gallery1", "gallery2", "probes"))
-    identification = identify(ijb, unique_templates, template_feats) if has_1n else None
+    identification = identify(ijb, lists, template_feats) if has_1n else None
     return IJBResult(ijb.name, verification, identification, len(ijb.crops), detector_score)
 
 
