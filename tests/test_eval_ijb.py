@@ -249,8 +249,12 @@ def _copy(ijb, tmp_path):
     return target
 
 
-def test_bad_layouts_name_the_file(ijb, tmp_path):
+def test_bad_layouts_name_the_file(ijb, model, tmp_path):
     root = _copy(ijb, tmp_path)
+    (root / "loose_crop" / "20.png").write_bytes(b"not an image")
+    with pytest.raises(BadInputError, match=r"loose_crop/20.png: does not decode"):
+        evaluate_ijb(model, load_ijb(root), tmp_path / "features", batch_size=8, chunk_size=16, progress=False)
+    assert sorted(p.name for p in (tmp_path / "features").iterdir()) == ["chunk-000000.npy", "manifest.json"]
     (root / "loose_crop" / "3.png").unlink()
     with pytest.raises(BadInputError, match=r"ijbc_name_5pts_score.txt, line 3: crop .*loose_crop/3.png not found"):
         load_ijb(root)
