@@ -309,6 +309,10 @@ def test_cli_writes_table_json_with_provenance_and_roc(ijb, tmp_path, capsys):
     same, reasons = comparable(report, json.loads(flipped.read_text()))
     assert not same and reasons == ["flip: False against True"]
 
+    with pytest.raises(SystemExit) as stop:
+        evaluate.main(["--model", str(path), "--out", str(tmp_path / "none.json")])
+    assert stop.value.code == 2 and "give either --pairs or --ijb" in capsys.readouterr().err
+
     other = _copy(ijb, tmp_path)
     with open(other / "meta" / "ijbc_template_pair_label.txt", "a") as handle:
         handle.write("1 999 0\n")
