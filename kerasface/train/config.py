@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from kerasface.data.crops import VIEW_MODES
+from kerasface.data.crops import VIEW_MODES, VIEW_NAMES
 from kerasface.data.pipeline import InputConfig
 from kerasface.settings_file import json_object, read_settings_file
 from kerasface.train.runtime import JIT_CHOICES, PRECISIONS, STRATEGIES
@@ -109,7 +109,8 @@ class ModelConfig:
     vote: str = "mean"
     shared_weights: bool = False
     freeze_branches: list[int] = dataclasses.field(default_factory=list)
-    init_branches: str | None = None
+    init_branches: str | list[str] | None = None
+    modalities: list[str] = dataclasses.field(default_factory=list)
     bn_momentum: float | None = 0.9
     loss: str = "arcface"
     loss_kwargs: dict = dataclasses.field(default_factory=dict)
@@ -299,7 +300,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--vote", choices=["mean", "sum", "learned"], help="vote head combination (default mean)")
     a("--shared-weights", action="store_true", default=None, help="one backbone for every branch")
     a("--freeze-branches", type=int, nargs="*", help="indices of branches whose weights stay fixed")
-    a("--init-branches", help="a run folder or .keras file of an earlier run to initialise branches from")
+    a("--init-branches", help="a run folder or .keras file of an earlier run to initialise branches from "
+      "(a config file may give a list: one source per branch)")
+    a("--modalities", nargs="+", choices=VIEW_NAMES["modalities"],
+      help="recognition task with --views modalities: the tile panels the embedding reads, one branch each, "
+           "fused by concatenation when several (default all three)")
     a("--loss", help="recognition task: a margin head (softmax, normface, sphereface, cosface, arcface, "
       "combined, magface, adaface), focal+HEAD or ohem+HEAD, or a metric loss (triplet, contrastive; "
       "P x K batches) (default arcface)")

@@ -11,6 +11,11 @@ verified on identities it never saw.
 - Metric losses (``triplet``, ``contrastive``): the training model is the embedding model,
   trained on P x K identity batches.
 
+With ``--views modalities`` the model reads a photometric-stereo tile (albedo | normal | depth,
+``kerasface-photometric-stereo``): one embedding branch per panel of ``model.modalities``
+(default all three), fused by concatenation; ``init_branches`` (one source, or one per
+branch) and ``freeze_branches`` start the fusion from trained branches and keep them fixed.
+
 The split is by identity: test (and validation) identities are never trained on. Each epoch
 scores verification pairs of the validation identities (the monitor for the best checkpoint)
 and of the test identities (for the report's curves); the run's ``results.test`` are the
@@ -22,13 +27,17 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from kerasface.eval.pairs import PairSet, contiguous_folds
 from kerasface.eval.verification import evaluate as verify, l2_normalize
 import kerasface.losses  # noqa: F401  (registers the heads and losses)
-from kerasface.models.embedding import EMBEDDING_LAYER, build_embedding_model, build_margin_model
+from kerasface.data.crops import VIEW_NAMES
+from kerasface.models.branches import init_branches_from
+from kerasface.models.embedding import (EMBEDDING_LAYER, build_embedding_model, build_margin_model,
+                                        build_modality_embedding_model)
 from kerasface.registry import LOSSES, TASKS
-from kerasface.train.tasks import Task, predict_split
+from kerasface.train.tasks import Task, model_file, predict_split
 
 METRIC_LOSSES = ("triplet", "contrastive")
 LOGIT_LOSSES = ("focal", "ohem")
@@ -102,9 +111,16 @@ class RecognitionTask(Task):
     @classmethod
     def check_config(cls, config):
         parse_loss(config.model.loss)
-        if config.data.views != "single":
-            raise ValueError(f"the recognition task trains one image per sample; use --views single "
-                             f"(got {config.data.views!r})")
+        if config.data.views not in ("single", "modalities"):
+            raise ValueError(f"the recognition task trains one image per sample, or one photometric-stereo tile "
+                             f"(--views modalities); use --views single (got {config.data.views!r})")
+        modalities = config.model.modalities
+        if config.data.views != "modalities" and modalities:
+            raise ValueError(f"--modalities {' '.join(modalities)} chooses panels of a photometric-stereo tile; "
+                             "add --views modalities")
+        known = VIEW_NAMES["modalities"]
+        if [m for m in modalities if m not in known] or len(set(modalities)) != len(modalities):
+            raise ValueError(f"--modalities must be distinct names from {list(known)}, got {modalities}")
         if config.data.split != "identity":
             raise ValueError("the recognition task verifies faces of identities it never trained on; "
                              "use --split identity")
@@ -134,16 +150,34 @@ class RecognitionTask(Task):
     def partial_fc(self) -> bool:
         return bool(self.head_name) and self.config.model.loss_kwargs.get("sample_rate") is not None
 
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.config.model.modalities or VIEW_NAMES["modalities"])
+
     def model_io(self, x, y):
+        if self.config.data.views == "modalities":  # the panels back into the tile the model reads
+            x = tf.concat(list(x), axis=2)
         if not self.head_name:
             return x, y
         # Partial FC logits put each sample's target in column 0
         return (x, y), (y * 0 if self.partial_fc else y)  # a tf.data map: plain tensor arithmetic
 
     def build_embedding_model(self) -> keras.Model:
-        size = self.config.data.image_size
-        return build_embedding_model(self.config.model.backbone, (size, size, 3), self.config.model.embedding_dim,
-                                     **self.config.model.backbone_kwargs)
+        model, size = self.config.model, self.config.data.image_size
+        if self.config.data.views != "modalities":
+            return build_embedding_model(model.backbone, (size, size, 3), model.embedding_dim, **model.backbone_kwargs)
+        embedder = build_modality_embedding_model(model.backbone, size, self.modalities, VIEW_NAMES["modalities"],
+                                                  model.embedding_dim, frozen=model.freeze_branches,
+                                                  **model.backbone_kwargs)
+        sources = model.init_branches
+        if sources:
+            sources = [sources] * len(self.modalities) if isinstance(sources, str) else list(sources)
+            if len(sources) != len(self.modalities):
+                raise ValueError(f"init_branches gives {len(sources)} sources for {len(self.modalities)} branches "
+                                 f"({', '.join(self.modalities)}); give one, or one per branch")
+            for index, source in enumerate(sources):
+                init_branches_from(embedder, str(model_file(source)), indices=[index])
+        return embedder
 
     def build_model(self) -> keras.Model:
         embedding_model = self.build_embedding_model()
@@ -183,7 +217,8 @@ class RecognitionTask(Task):
         if self.spec.storage != "files":
             return []
         sets = {name: self.pair_set(name, samples) for name, samples in self.splits.items() if name != "train"}
-        return [PairSetEvaluation(sets, embedding_model=self.inference_model, image_size=self.config.data.image_size,
+        return [PairSetEvaluation(sets, embedding_model=self.inference_model,
+                                  image_size=self.config.data.input_config().base_shape,
                                   resize_mode=self.config.data.resize_mode)]
 
     def evaluate(self, model, dataset):
@@ -207,5 +242,11 @@ class RecognitionTask(Task):
                    if self.partial_fc else "")
         head = f" -> {self.config.model.loss} head ({self.num_train_classes} identities{partial})" \
             if self.head_name else f" -> {self.config.model.loss} loss"
-        return (f"1 image -> {self.config.model.backbone} -> embedding {self.config.model.embedding_dim}"
-                f"{head}")
+        model = self.config.model
+        if self.config.data.views != "modalities":
+            return f"1 image -> {model.backbone} -> embedding {model.embedding_dim}{head}"
+        frozen = " (frozen)" if model.freeze_branches else ""
+        if len(self.modalities) == 1:
+            return f"{self.modalities[0]} panel -> {model.backbone}{frozen} -> embedding {model.embedding_dim}{head}"
+        return (f"{' | '.join(self.modalities)} panels -> {len(self.modalities)}x {model.backbone}{frozen} -> concat "
+                f"-> Dense {model.embedding_dim} -> embedding{head}")

@@ -241,14 +241,19 @@ def build_branch_network(config: TrainConfig, num_outputs: int, output_activatio
         input_names=VIEW_NAMES[data.views] if branches > 1 else None,
     )
     if model_config.init_branches:
-        source = Path(model_config.init_branches)
-        if source.is_dir():
-            source = next((p for p in (source / "model.keras", source / "checkpoints" / "best.keras")
-                           if p.is_file()), source / "model.keras")
-        init_branches_from(model, str(source))
+        init_branches_from(model, str(model_file(model_config.init_branches)))
     if model_config.bn_momentum is not None:
         set_batchnorm_momentum(model, model_config.bn_momentum)
     return model
+
+
+def model_file(source) -> Path:
+    """A ``.keras`` file, or a run folder's ``model.keras`` (its best checkpoint before it has one)."""
+    source = Path(source)
+    if source.is_dir():
+        return next((p for p in (source / "model.keras", source / "checkpoints" / "best.keras") if p.is_file()),
+                    source / "model.keras")
+    return source
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:
