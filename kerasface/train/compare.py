@@ -71,12 +71,12 @@ def run_trainings(out: Path, runs: Sequence[tuple[str, TrainConfig]], log=print)
 
 
 def write_table(out: Path, name: str, title: str, text: str, columns: Sequence[str], rows: list[dict],
-                data: dict, log=print) -> str:
-    """``<name>.md`` (title, text, the rows under ``columns``; a failed row shows its error) and
-    ``<name>.json`` (``data`` and the rows) in ``out``; returns the table."""
+                data: dict, log=print, after: str = "") -> str:
+    """``<name>.md`` (title, text, the rows under ``columns``; a failed row shows its error; then
+    ``after``) and ``<name>.json`` (``data`` and the rows) in ``out``; returns the table."""
     table = tabulate([[row.get(c, row.get("error", "")) for c in columns] for row in rows], headers=columns,
                      tablefmt="github", floatfmt=".4f")
-    write_text_atomic(out / f"{name}.md", f"# {title}\n\n{text}\n\n{table}\n")
+    write_text_atomic(out / f"{name}.md", f"# {title}\n\n{text}\n\n{table}\n" + (f"\n{after}\n" if after else ""))
     write_json_atomic(out / f"{name}.json", {**data, "rows": rows})
     log(table)
     return table
