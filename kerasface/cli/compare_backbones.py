@@ -22,9 +22,8 @@ Without --data: 50 demo identities x 10 images, top / centre / bottom 32 px crop
 
 from __future__ import annotations
 
-import argparse
-
-from kerasface.cli.common import add_debug_argument, cli_main
+from kerasface.cli.common import cli_main
+from kerasface.cli.training import study_parser
 from kerasface.cli.train_branches import DEMO_DEFAULTS as BRANCHES_DEMO_DEFAULTS
 
 DEMO_DEFAULTS = {**BRANCHES_DEMO_DEFAULTS, "demo_identities": 50, "demo_images_per_identity": 10,
@@ -34,18 +33,10 @@ STUDY_BACKBONE_KWARGS = {"vit": {"patch_size": 8, "dim": 128, "depth": 4, "heads
 
 @cli_main
 def main(argv=None) -> int:
-    from kerasface.registry import TASKS
     from kerasface.train.compare_backbones import BACKBONES, compare_backbones
-    from kerasface.train.config import add_config_arguments, config_from_args
-    from kerasface.train.tasks import task_class
+    from kerasface.train.config import config_from_args
 
-    task_class("attributes")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, TASKS.names())
-    parser.add_argument("--backbones", nargs="+", default=list(BACKBONES),
-                        help=f"backbones to compare (default: {' '.join(BACKBONES)})")
-    parser.add_argument("--resume-table", metavar="DIR", help="a backbone comparison folder to complete")
-    add_debug_argument(parser)
+    parser = study_parser(__doc__, "attributes", "backbone comparison", ("backbones", BACKBONES))
     args = parser.parse_args(argv)
     config = config_from_args(args, None, DEMO_DEFAULTS)
     kwargs = {} if args.backbone_kwargs is not None else STUDY_BACKBONE_KWARGS

@@ -22,37 +22,37 @@ on 2 CPU cores.
 
 from __future__ import annotations
 
-import argparse
-
-from kerasface.cli.common import add_debug_argument, cli_main
+from kerasface.cli.common import cli_main
+from kerasface.cli.training import study_parser
 from kerasface.cli.train_recognition import DEFAULTS
 
 STUDY_DEFAULTS = {**DEFAULTS, "views": "modalities", "augment": False, "image_size": 64, "epochs": 10}
 DEMO_DEFAULTS = {
     "image_size": 32, "demo_identities": 60, "demo_images_per_identity": 10, "test_fraction": 0.3,
-    "validation_fraction": 0.1, "epochs": 4, "embedding_dim": 128, "loss_kwargs": {"scale": 16.0, "margin": 0.3},
+    "validation_fraction": 0.1, "epochs": 4, "embedding_dim": 128,
 }
 DEMO_RENDER_SIZE = 64
 
 
+def demo_defaults(config) -> dict:
+    """The demo study's settings and the chosen loss's demo options (ArcFace: scale 16, margin 0.3)."""
+    from kerasface.train.recognition import demo_loss_kwargs
+
+    return {**DEMO_DEFAULTS, "loss_kwargs": demo_loss_kwargs(config.model.loss)}
+
+
 @cli_main
 def main(argv=None) -> int:
-    from kerasface.registry import TASKS
     from kerasface.train.compare_modalities import compare_modalities
-    from kerasface.train.config import add_config_arguments, config_from_args
-    from kerasface.train.tasks import task_class
+    from kerasface.train.config import config_from_args
 
-    task_class("recognition")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, TASKS.names())
+    parser = study_parser(__doc__, "recognition", "modality comparison")
     parser.add_argument("--runs", type=int, default=2, help="runs per row, seeds --seed + 0, 1, ... (default 2)")
-    parser.add_argument("--resume-table", metavar="DIR", help="a modality comparison folder to complete")
-    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f"--runs must be >= 1, got {args.runs}")
     data, args.data = args.data, None
-    config = config_from_args(args, STUDY_DEFAULTS, DEMO_DEFAULTS if data is None else None)
+    config = config_from_args(args, STUDY_DEFAULTS, demo_defaults if data is None else None)
     demo = None
     if data is None:
         from kerasface.datasets.demo import DemoConfig
