@@ -174,11 +174,11 @@ def test_adamw_weight_decay_zero_stays_zero():
     assert make_optimizer(OptimConfig(optimizer="sgd", weight_decay=0.0), 10).weight_decay is None
 
 
-def test_dry_run_prints_seed_parameter_counts_from_any_folder(monkeypatch, capsys, tmp_path):
+def test_dry_run_prints_paper_preset_parameter_counts_from_any_folder(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KERASFACE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sys, "argv", ["train_branches.py", "--dry-run", "--backbone", "densenet121",
-                                      "--preset", "seed", "--image-size", "32", "--demo-identities", "4",
+                                      "--preset", "paper", "--image-size", "32", "--demo-identities", "4",
                                       "--demo-images-per-identity", "2"])
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(str(REPO / "pipelines" / "train_branches.py"), run_name="__main__")
@@ -399,17 +399,31 @@ def test_predict_split_pads_the_short_last_batch_and_keeps_every_score():
     np.testing.assert_allclose(y_score, np.asarray(model(x)), atol=1e-6)
 
 
-def test_seed_undersampling_of_the_training_split_is_reported(demo_dir, tmp_path):
+def test_paper_undersampling_of_the_training_split_is_reported(demo_dir, tmp_path):
     from kerasface.train.data import load_run_data
 
     plain = load_run_data(tiny_config(demo_dir, tmp_path), progress=False)
-    data = load_run_data(tiny_config(demo_dir, tmp_path, undersample="seed"), progress=False)
+    data = load_run_data(tiny_config(demo_dir, tmp_path, undersample="paper"), progress=False)
     assert len(data.splits["train"]) < len(plain.splits["train"])
     assert len(data.splits["test"]) == len(plain.splits["test"])
     table = next(note for note in data.notes if note.startswith("undersampled"))
     assert f"{len(plain.splits['train'])} -> {len(data.splits['train'])} samples" in table
     warned = any(note.startswith("warning: undersampling kept") for note in data.notes)
     assert warned == (len(data.splits["train"]) < len(plain.splits["train"]) / 4)
+
+
+
+def test_deprecated_seed_values_map_to_paper():
+    with pytest.warns(DeprecationWarning, match="'paper'"):
+        config = TrainConfig.from_dict({"undersample": "seed", "preset": "seed"})
+    assert config.data.undersample == "paper" and config.model.preset == "paper"
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    with pytest.warns(DeprecationWarning):
+        flags = config_from_args(parser.parse_args(["--undersample", "seed", "--preset", "seed"]))
+    assert flags.data.undersample == "paper" and flags.model.preset == "paper"
 
 
 DETERMINISM = r"""

@@ -48,7 +48,7 @@ def seed_preset(backbone: str, input_shape=None) -> dict:
     key = backbone.lower()
     if key not in SEED_BACKBONE_KWARGS:
         raise KeyError(
-            f"no seed preset for backbone {backbone!r}; choose one of: "
+            f"no paper preset for backbone {backbone!r}; choose one of: "
             f"{', '.join(sorted(SEED_BACKBONE_KWARGS))}"
         )
     return {
