@@ -546,7 +546,24 @@ def test_attribute_results_carry_the_column_aucs(finished_run):
     assert test["mean_column_auc"] == pytest.approx(np.mean([test[k] for k in test if k.startswith("auc_")]))
 
 
-def test_compare_losses_writes_seed_004s_table(tmp_path, capsys):
+def test_loss_comparison_names_the_demo_data_without_a_machine_path(tmp_path, monkeypatch):
+    import kerasface.train.compare as compare
+
+    monkeypatch.setenv("KERASFACE_CACHE", str(tmp_path / "cache"))
+    fake = {"results": {"test": {"accuracy": 0.9, "auc_cosine": 0.95}}, "card": {"best_epoch": 1}}
+    monkeypatch.setattr(compare, "train", lambda config, log: Path(config.out) / config.run_id)
+    monkeypatch.setattr(compare, "load_run_report", lambda run_dir: fake)
+    out = compare.compare_losses(TrainConfig.from_dict({"task": "recognition"}), ["arcface"], out=tmp_path / "t",
+                                 log=lambda *_: None)
+    text = (out / "table.md").read_text()
+    dataset = json.loads((out / "table.json").read_text())["card"]["dataset"]
+    assert text.startswith("# Loss comparison\n") and f"dataset: {dataset}," in text
+    assert dataset.startswith("demo dataset demo-") and "40 identities x 20 images" in dataset
+    assert str(tmp_path) not in text and "/" not in dataset and not (tmp_path / "cache").exists()
+    assert compare.SEED_004_LOSSES == compare.COMPARED_LOSSES  # deprecated name
+
+
+def test_compare_losses_writes_the_loss_comparison_table(tmp_path, capsys):
     from kerasface.cli.compare_losses import main
 
     demo = generate_demo_dataset(tmp_path / "demo", DemoConfig(identities=16, images_per_identity=4, image_size=32,
