@@ -5,7 +5,7 @@ verified on identities it never saw.
   ``combined``, ``magface``, ``adaface``): the training model is
   ``(images, labels) -> backbone -> embedding -> head(embedding, labels) -> logits`` with
   softmax cross-entropy; ``focal+normface`` and ``ohem+normface`` put the focal or OHEM loss
-  over a head's logits (seed 004). ``loss_kwargs {"sample_rate": 0.1}`` trains the head with
+  over a head's logits. ``loss_kwargs {"sample_rate": 0.1}`` trains the head with
   Partial FC (``kerasface.losses.margin``): its logits hold the target in column 0, so the
   loss and accuracy are given label 0 (accuracy is then among the sampled classes).
 - Metric losses (``triplet``, ``contrastive``): the training model is the embedding model,
