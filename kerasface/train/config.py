@@ -345,7 +345,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a = g.add_argument
     a("--strategy", choices=STRATEGIES, help="distribution strategy (default auto)")
     a("--mixed-precision", choices=PRECISIONS, help="auto (bf16 TPU, fp16 GPU, off CPU), off, float16, bfloat16")
-    a("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (see README: on for GPU, TPU and JAX, off for "
+    a("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (see docs/benchmarks.md: on for GPU, TPU and JAX, off for "
       "TensorFlow on CPU), on, off")
     a("--deterministic", action="store_true", default=None,
       help="deterministic ops (TensorFlow op determinism): two runs with one seed give identical figures")
