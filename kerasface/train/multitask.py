@@ -237,7 +237,7 @@ class MultitaskTask(RecognitionTask):
 
     # evaluation
     def split_figures(self, targets: dict, outputs: dict) -> dict[str, float]:
-        """Seed 000's figures of one split from its targets and ``predictor_model`` outputs: per
+        """The multi-task figures of one split from its targets and ``predictor_model`` outputs: per
         attribute loss, loss_da and their AUCs (samples with a value only), the mean attribute AUC,
         and identity verification of the split's same/different identity pairs."""
         losses = self.loss()
@@ -280,7 +280,7 @@ class MultitaskTask(RecognitionTask):
         return [MultitaskEvaluation(self, sets)]
 
     def evaluate(self, model, dataset):
-        """Seed 000's figures of the test identities, from the best checkpoint."""
+        """The multi-task figures of the test identities, from the best checkpoint."""
         targets, outputs = predict_all(predictor_model(model), dataset)
         figures = self.split_figures(targets, outputs)
         roc = {}
