@@ -57,8 +57,8 @@ def compare_losses(config: TrainConfig, losses=COMPARED_LOSSES, out=None, log=pr
                      "best_epoch": report["card"].get("best_epoch"), "wall_time_s": report["card"].get("wall_time_s")})
     table = tabulate([[row.get(c, row.get("error", "")) for c in COLUMNS] for row in rows], headers=COLUMNS,
                      tablefmt="github", floatfmt=".4f")
-    card = {"backbone": config.model.backbone, "dataset": dataset_description(config.data), "image_size": config.data.image_size,
-            "epochs": config.optim.epochs, "batch_size": config.optim.batch_size, "seed": config.seed}
+    card = {"backbone": config.model.backbone, "dataset": dataset_description(config.data),
+            "image_size": config.data.image_size, "epochs": config.optim.epochs, "batch_size": config.optim.batch_size, "seed": config.seed}
     text = ("# Loss comparison\n\n" + ", ".join(f"{k}: {v}" for k, v in card.items())
             + "\n\nTest split: identities never trained on; accuracy by the LFW 10-fold protocol.\n\n" + table + "\n")
     write_text_atomic(out / "table.md", text)
