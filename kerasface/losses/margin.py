@@ -291,7 +291,9 @@ class CombinedMargin(MarginHead):
     """Combined margin (insightface): target ``s * (cos(m1 theta + m2) - m3)``.
 
     m1 = SphereFace's multiplicative, m2 = ArcFace's additive angular, m3 = CosFace's additive
-    cosine margin; no fallback where ``m1 theta + m2 > pi``.
+    cosine margin. With m1 = 1 the angular part takes ArcFace's fallback where ``theta + m2 > pi``
+    (``cos theta - m2 sin m2``, as arcface_torch's ``CombinedMarginLoss``), so the target keeps
+    decreasing in theta; with m1 != 1 the formula is used as it stands (insightface's original).
     """
 
     def __init__(
@@ -302,6 +304,8 @@ class CombinedMargin(MarginHead):
         self.m1, self.m2, self.m3 = float(m1), float(m2), float(m3)
 
     def target(self, cos, norms, training=None):
+        if self.m1 == 1.0:
+            return arc_margin(cos, self.m2) - self.m3
         return ops.cos(self.m1 * ops.arccos(clip_cosine(cos)) + self.m2) - self.m3
 
     def get_config(self):

@@ -24,15 +24,23 @@ class ImagePreprocessing(keras.layers.Layer):
     - ``"none"``: identity (EfficientNetV2 rescales inside the model).
 
     Holds no weights, so parameter counts of the model it feeds are unchanged.
+
+    ``resize_mode`` and ``alignment`` record how images reached the model in training (how a
+    photo of another shape was resized: ``pad``, ``stretch`` or ``crop``; which 5-point template
+    faces were aligned to, or None), so that every consumer of a saved model prepares its input
+    the same way (``kerasface.models.preprocessing``). They do not change ``call``.
     """
 
-    def __init__(self, mode: str = "torch", **kwargs):
+    def __init__(self, mode: str = "torch", resize_mode: str | None = None, alignment: str | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         if mode not in PREPROCESSING_MODES:
             raise ValueError(
                 f"ImagePreprocessing mode {mode!r} is not one of {', '.join(PREPROCESSING_MODES)}"
             )
         self.mode = mode
+        self.resize_mode = resize_mode
+        self.alignment = alignment
 
     def call(self, images):
         x = ops.cast(images, self.compute_dtype)
@@ -51,7 +59,8 @@ class ImagePreprocessing(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+        return {**super().get_config(), "mode": self.mode, "resize_mode": self.resize_mode,
+                "alignment": self.alignment}
 
 
 @keras.saving.register_keras_serializable(package="kerasface")
