@@ -28,10 +28,11 @@ targets. ``sample_rate=1.0`` keeps every class (no sampling): loss and gradients
 full head's. A Partial FC head stores its centres class-major, shape (num_classes,
 embedding_dim) as insightface's ``PartialFC_V2.weight``, so a step gathers whole rows (on
 TensorFlow the gradient is then ``IndexedSlices`` of the sampled rows; a column gather of the
-(embedding_dim, num_classes) weight and its gradient cost ten times more on CPU). All centres
-stay one weight, updated by the optimizer as usual (the gradient is zero outside the sampled
-rows; momentum and weight decay still touch every row); the saving is the (B, C) logits and
-the three B x C x D matmuls of a step, which become B x num_sample. Without labels (inference)
+(embedding_dim, num_classes) weight and its gradient costs far more on CPU; see
+docs/benchmarks.md, "Partial FC"). All centres stay one weight, updated by the optimizer as
+usual (the gradient is zero outside the sampled rows; momentum and weight decay still touch
+every row); the saving is the (B, C) logits and the three B x C x D matmuls of a step, which
+become B x num_sample. Without labels (inference)
 every head gives ``s * cos_j`` for all classes, Partial FC or not.
 """
 
