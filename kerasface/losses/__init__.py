@@ -1,10 +1,17 @@
-"""Margin heads and metric losses for face recognition, registered by name in ``LOSSES``.
+"""Margin heads and losses for face recognition, registered by name by calling contract.
 
-Heads (Keras layers, ``head(embeddings, labels) -> logits``): softmax, normface, sphereface,
-cosface, arcface, combined, magface, adaface. Losses (``loss(labels, embeddings or logits)``):
-triplet, contrastive, focal, ohem. Attribute losses and metrics that leave missing values out:
-MaskedCrossentropy, MaskedAUC.
+- ``MARGIN_HEADS``: Keras layers ``head(num_classes, **options)`` called
+  ``head(embeddings, labels) -> logits``.
+- ``METRIC_LOSSES``: ``loss(labels, embeddings)``, on in-batch pairs or triplets.
+- ``LOGIT_LOSSES``: ``loss(labels, logits)`` over a margin head's logits.
+
+(``kerasface.registry``; ``LOSSES`` reads all three.) Every module of this package is imported
+with it, so a new head or loss is one file that registers itself. Attribute losses and metrics
+that leave missing values out: MaskedCrossentropy, MaskedAUC.
 """
+
+import importlib
+import pkgutil
 
 from kerasface.losses.adaface import AdaFace
 from kerasface.losses.contrastive import ContrastiveLoss
@@ -17,7 +24,11 @@ from kerasface.losses.margin import (
 from kerasface.losses.ohem import OHEM
 from kerasface.losses.triplet import TripletLoss
 
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+
 __all__ = [
     "AdaFace", "ArcFace", "CombinedMargin", "ContrastiveLoss", "CosFace", "FocalLoss", "MagFace",
-    "MarginHead", "MaskedAUC", "MaskedCrossentropy", "NormFace", "OHEM", "Softmax", "SphereFace", "TripletLoss",
+    "MarginHead", "MaskedAUC", "MaskedCrossentropy", "NormFace", "OHEM", "Softmax", "SphereFace",
+    "TripletLoss",
 ]

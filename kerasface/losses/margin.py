@@ -42,7 +42,7 @@ import math
 import keras
 from keras import ops
 
-from kerasface.registry import LOSSES
+from kerasface.registry import MARGIN_HEADS
 
 EPS = 1e-7
 MASKED_LOGIT = -1e30  # exp() of it is exactly 0 in float32; finite, so 0 * it stays 0
@@ -174,7 +174,7 @@ class MarginHead(keras.layers.Layer):
                 "sample_rate": self.sample_rate}
 
 
-@LOSSES.register("softmax")
+@MARGIN_HEADS.register("softmax")
 @keras.saving.register_keras_serializable(package="kerasface")
 class Softmax(MarginHead):
     """Plain softmax classifier: logits ``W^T x + b`` (no normalisation, no margin)."""
@@ -210,7 +210,7 @@ class Softmax(MarginHead):
         return config
 
 
-@LOSSES.register("normface")
+@MARGIN_HEADS.register("normface")
 @keras.saving.register_keras_serializable(package="kerasface")
 class NormFace(MarginHead):
     """NormFace (Wang et al. 2017): ``s * cos theta_j`` for every class, no margin."""
@@ -219,7 +219,7 @@ class NormFace(MarginHead):
         super().__init__(num_classes, scale=scale, **kwargs)
 
 
-@LOSSES.register("sphereface")
+@MARGIN_HEADS.register("sphereface")
 @keras.saving.register_keras_serializable(package="kerasface")
 class SphereFace(MarginHead):
     """SphereFace / A-Softmax (Liu et al. 2017): target ``s * psi(theta)``,
@@ -243,7 +243,7 @@ class SphereFace(MarginHead):
         return {**super().get_config(), "margin": self.margin}
 
 
-@LOSSES.register("cosface")
+@MARGIN_HEADS.register("cosface")
 @keras.saving.register_keras_serializable(package="kerasface")
 class CosFace(MarginHead):
     """CosFace / AM-Softmax (Wang et al. 2018): target ``s * (cos theta - m)``."""
@@ -259,7 +259,7 @@ class CosFace(MarginHead):
         return {**super().get_config(), "margin": self.margin}
 
 
-@LOSSES.register("arcface")
+@MARGIN_HEADS.register("arcface")
 @keras.saving.register_keras_serializable(package="kerasface")
 class ArcFace(MarginHead):
     """ArcFace (Deng et al. 2019): target ``s * cos(theta + m)``.
@@ -284,7 +284,7 @@ class ArcFace(MarginHead):
         return {**super().get_config(), "margin": self.margin, "easy_margin": self.easy_margin}
 
 
-@LOSSES.register("combined")
+@MARGIN_HEADS.register("combined")
 @keras.saving.register_keras_serializable(package="kerasface")
 class CombinedMargin(MarginHead):
     """Combined margin (insightface): target ``s * (cos(m1 theta + m2) - m3)``.
