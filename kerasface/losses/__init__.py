@@ -1,7 +1,8 @@
 """Margin heads and losses for face recognition, registered by name by calling contract.
 
 - ``MARGIN_HEADS``: Keras layers ``head(num_classes, **options)`` called
-  ``head(embeddings, labels) -> logits``.
+  ``head(embeddings, labels) -> logits``; ``margin_head(name, num_classes, sample_rate=None)``
+  builds one, wrapped in :class:`PartialFC` when ``sample_rate`` is given.
 - ``METRIC_LOSSES``: ``loss(labels, embeddings)``, on in-batch pairs or triplets.
 - ``LOGIT_LOSSES``: ``loss(labels, logits)`` over a margin head's logits.
 
@@ -22,6 +23,7 @@ from kerasface.losses.margin import (
     ArcFace, CombinedMargin, CosFace, MarginHead, NormFace, Softmax, SphereFace,
 )
 from kerasface.losses.ohem import OHEM
+from kerasface.losses.partial_fc import PartialFC, margin_head
 from kerasface.losses.triplet import TripletLoss
 
 for _module in pkgutil.iter_modules(__path__):
@@ -29,6 +31,6 @@ for _module in pkgutil.iter_modules(__path__):
 
 __all__ = [
     "AdaFace", "ArcFace", "CombinedMargin", "ContrastiveLoss", "CosFace", "FocalLoss", "MagFace",
-    "MarginHead", "MaskedAUC", "MaskedCrossentropy", "NormFace", "OHEM", "Softmax", "SphereFace",
-    "TripletLoss",
+    "MarginHead", "MaskedAUC", "MaskedCrossentropy", "NormFace", "OHEM", "PartialFC", "Softmax",
+    "SphereFace", "TripletLoss", "margin_head",
 ]

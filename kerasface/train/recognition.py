@@ -5,7 +5,7 @@ verified on identities it never saw.
   ``(images, labels) -> backbone -> embedding -> head(embedding, labels) -> logits`` with
   softmax cross-entropy; ``focal+normface`` and ``ohem+normface`` put the focal or OHEM loss
   over a head's logits (seed 004). ``loss_kwargs {"sample_rate": 0.1}`` trains the head with
-  Partial FC (``kerasface.losses.margin``): its logits hold the target in column 0, so the
+  Partial FC (``kerasface.losses.PartialFC``): its logits hold the target in column 0, so the
   loss and accuracy are given label 0 (accuracy is then among the sampled classes).
 - Metric losses (``METRIC_LOSSES``, e.g. ``triplet``): the training model is the embedding model,
   trained on P x K identity batches.
@@ -24,7 +24,7 @@ import numpy as np
 
 from kerasface.eval.pairs import PairSet, contiguous_folds
 from kerasface.eval.verification import evaluate as verify, l2_normalize
-import kerasface.losses  # noqa: F401  (registers the heads and losses)
+from kerasface.losses import margin_head
 from kerasface.models.embedding import EMBEDDING_LAYER, build_embedding_model, build_margin_model
 from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES, TASKS
 from kerasface.train.tasks import Task, predict_split
@@ -153,7 +153,7 @@ class RecognitionTask(Task):
         embedding_model = self.build_embedding_model()
         if not self.head_name:
             return embedding_model
-        head = MARGIN_HEADS.get(self.head_name)(self.num_train_classes, **self.config.model.loss_kwargs, name="margin_head")
+        head = margin_head(self.head_name, self.num_train_classes, **self.config.model.loss_kwargs, name="margin_head")
         return build_margin_model(embedding_model, head, name=f"{embedding_model.name}_{self.head_name}")
 
     def inference_model(self, model: keras.Model) -> keras.Model:
