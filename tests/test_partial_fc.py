@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from kerasface.losses import PartialFC, margin_head
+from kerasface.losses import AdaFace, PartialFC, margin_head
 from kerasface.losses.partial_fc import MASKED_LOGIT
 
 HEADS = ["softmax", "normface", "sphereface", "cosface", "arcface", "combined", "magface", "adaface"]
@@ -206,6 +206,38 @@ def test_keras_round_trip_keeps_the_sample_rate(tmp_path):
     assert loaded.output.shape == (None, 7)
     np.testing.assert_array_equal(np.asarray(loaded_head.centres), centres.T)
     assert np.asarray(loaded([x, labels])).shape == (BATCH, 7)
+
+
+OLD_HEAD_CONFIG = {  # an AdaFace head of a .keras file saved when Partial FC was a head option
+    "module": "kerasface.losses.adaface", "class_name": "AdaFace", "registered_name": "kerasface>AdaFace",
+    "config": {"name": "margin_head", "trainable": True,
+               "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+                         "registered_name": None},
+               "num_classes": NUM_CLASSES, "scale": 64.0, "sample_rate": 0.5, "margin": 0.4, "h": 0.333,
+               "t_alpha": 0.01},
+}
+
+
+@pytest.mark.backend
+def test_a_head_config_with_a_sample_rate_loads_as_partial_fc():
+    """The old form (``sample_rate`` in the head's config) gives PartialFC(head, sample_rate) with
+    the same logits; the old file layout's weights are refused with a message naming the new form."""
+    x, labels, centres = data()
+    layer = keras.saving.deserialize_keras_object(OLD_HEAD_CONFIG, safe_mode=True)
+    assert isinstance(layer, PartialFC) and type(layer.head) is AdaFace
+    assert (layer.name, layer.sample_rate, layer.num_sample, layer.head.num_classes) == ("margin_head", 0.5, 6, 12)
+    assert layer.head.get_config()["class_major"] and "sample_rate" not in layer.head.get_config()
+    new = make("adaface", centres, sample_rate=0.5)
+    layer.build((None, DIM))
+    layer.centres.assign(centres.T)
+    layer.seed_generator.state.assign(new.seed_generator.state)
+    np.testing.assert_array_equal(np.asarray(layer(x, labels, training=True)),
+                                  np.asarray(new(x, labels, training=True)))
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(new(x)))
+    with pytest.raises(ValueError, match=r"margin_head\(name, num_classes, sample_rate=0.5\)"):
+        layer.load_own_variables({})
+    config = {**OLD_HEAD_CONFIG, "config": {**OLD_HEAD_CONFIG["config"], "sample_rate": None}}
+    assert type(keras.saving.deserialize_keras_object(config, safe_mode=True)) is AdaFace
 
 
 @pytest.mark.backend

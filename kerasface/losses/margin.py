@@ -124,6 +124,21 @@ class MarginHead(keras.layers.Layer):
         return {**super().get_config(), "num_classes": self.num_classes, "scale": self.scale,
                 "class_major": self.class_major}
 
+    @classmethod
+    def from_config(cls, config):
+        """A config with a ``sample_rate`` (saved when Partial FC was an option of the heads)
+        gives the equivalent ``PartialFC(head, sample_rate)``."""
+        config = dict(config)
+        sample_rate = config.pop("sample_rate", None)
+        if sample_rate is None:
+            return super().from_config(config)
+        from kerasface.losses.partial_fc import PartialFC
+
+        name = config.pop("name", None)
+        layer = PartialFC(super().from_config(config), sample_rate, name=name)
+        layer._from_head_config = True
+        return layer
+
 
 @MARGIN_HEADS.register("softmax")
 @keras.saving.register_keras_serializable(package="kerasface")

@@ -54,6 +54,7 @@ class PartialFC(keras.layers.Layer):
         self.num_sample = min(head.num_classes, max(1, int(self.sample_rate * head.num_classes)))
         if self.num_sample < head.num_classes:
             self.seed_generator = keras.random.SeedGenerator(name="partial_fc_seed")
+        self._from_head_config = False
 
     @property
     def num_classes(self) -> int:
@@ -92,6 +93,15 @@ class PartialFC(keras.layers.Layer):
         if labels_shape is None:
             return (embeddings_shape[0], self.num_classes)
         return (embeddings_shape[0], 1 + self.num_sample)
+
+    def load_own_variables(self, store):
+        if self._from_head_config:
+            raise ValueError(
+                f"{self.name}: saved when Partial FC was a head option ({type(self.head).__name__} with "
+                f"sample_rate {self.sample_rate}), whose weights this layout cannot read; build the model "
+                f"with kerasface.losses.margin_head(name, num_classes, sample_rate={self.sample_rate}) "
+                "(a PartialFC around the head) and set its weights")
+        super().load_own_variables(store)
 
     def get_config(self):
         head = keras.saving.serialize_keras_object(self.head)
