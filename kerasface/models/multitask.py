@@ -125,14 +125,13 @@ def build_multitask_model(
     features, embedding = trunk(images)
     inputs, outputs = [images], {}
     if identity_head:
-        from kerasface.registry import LOSSES
-        import kerasface.losses  # noqa: F401  (registers the heads)
+        from kerasface.losses import margin_head
 
         if not num_identities:
             raise ValueError(f"the {identity_head} head needs the number of training identities")
         labels = keras.Input((), dtype="int32", name="identity")
         inputs.append(labels)
-        head = LOSSES.get(identity_head)(num_identities, **(head_kwargs or {}), name="margin_head")
+        head = margin_head(identity_head, num_identities, **(head_kwargs or {}), name="margin_head")
         outputs[ID_OUTPUT] = head(embedding, labels)
     else:
         outputs[ID_OUTPUT] = keras.layers.Activation("linear", dtype="float32", name="id_embedding")(embedding)

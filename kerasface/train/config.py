@@ -265,6 +265,8 @@ def load_run_config(run_dir) -> TrainConfig:
 
 def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None:
     """One flag per setting; defaults are None so that a config file can fill them."""
+    from kerasface.train.recognition import loss_choices
+
     d = TrainConfig()
     data, model, optim = d.data, d.model, d.optim
     a = parser.add_argument
@@ -321,9 +323,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--shared-weights", action="store_true", default=None, help="one backbone for every branch")
     a("--freeze-branches", type=int, nargs="*", help="indices of branches whose weights stay fixed")
     a("--init-branches", help="a run folder or .keras file of an earlier run to initialise branches from")
-    a("--loss", help="recognition task: a margin head (softmax, normface, sphereface, cosface, arcface, "
-      "combined, magface, adaface), focal+HEAD or ohem+HEAD, or a metric loss (triplet, contrastive; "
-      "P x K batches) (default arcface)")
+    a("--loss", help=f"recognition task: {loss_choices()} (default arcface)")
     a("--loss-kwargs", type=json_object, metavar="JSON", help='options of the head or loss, e.g. \'{"margin": 0.4}\'')
     a("--embedding-dim", type=int, help="recognition task: embedding size (default 512)")
     a("--bn-momentum", type=float, help="batch-norm moving-average momentum (default 0.9, PyTorch's; "
