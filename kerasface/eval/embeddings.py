@@ -31,13 +31,16 @@ RESIZE_FLAG = "--resize pad|stretch|crop"
 
 @dataclasses.dataclass
 class EmbeddingModel:
-    """``predict``: float32 images (B, H, W, 3), RGB in [0, 255] -> (B, D) embeddings.
-    ``resize_mode`` None: the model records none, so images must come at ``image_size``."""
+    """``predict``: float32 images (B, H, W, 3), RGB in [0, 255] -> (B, D) embeddings;
+    ``resize_mode`` None: nothing says how the model's images were resized, so they must come at
+    ``image_size``; ``preprocessing``: the model's own record of its input
+    (``InputPreprocessing.as_dict``), if any."""
 
     name: str
     image_size: tuple[int, int]
     resize_mode: str | None
     predict: Callable[[np.ndarray], np.ndarray]
+    preprocessing: dict | None = None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         out = np.asarray(self.predict(images))
@@ -87,9 +90,9 @@ def keras_embedding_model(model, name: str | None = None, image_size=None,
     if len(shape) != 4 or shape[-1] not in (3, None):
         raise BadInputError(f"{name}: the model's input has shape {shape}; expected RGB images (batch, H, W, 3)")
     size = _pick_size(name, shape[1:3], image_size)
-    recorded = input_preprocessing(model, name)
-    resize_mode = resize_mode or (recorded.resize_mode if recorded else None)
-    return EmbeddingModel(name, size, resize_mode, lambda x: np.asarray(model.predict_on_batch(x)))
+    record = input_preprocessing(model, name)
+    return EmbeddingModel(name, size, resize_mode or (record.resize_mode if record else None),
+                          lambda x: np.asarray(model.predict_on_batch(x)), record.as_dict() if record else None)
 
 
 def _savedmodel_embedding_model(folder: Path, image_size, resize_mode) -> EmbeddingModel:
@@ -197,7 +200,7 @@ def _unique(images: Sequence) -> tuple[list, np.ndarray, bool]:
 def image_dataset(images: Sequence, image_size, resize_mode: str | None = None, batch_size: int = 64,
                   paths: bool = True):
     """``tf.data`` of float32 (B, H, W, 3) batches: read (paths), decode, resize, batch, prefetch.
-    Without ``resize_mode`` an image of another size fails its batch (``_load_error`` names it)."""
+    Without ``resize_mode`` an image of another size fails its batch (``_undecodable`` names it)."""
     import tensorflow as tf
 
     from kerasface.data.decode import decode_image, resize_image
@@ -217,10 +220,10 @@ def image_dataset(images: Sequence, image_size, resize_mode: str | None = None, 
             .prefetch(tf.data.AUTOTUNE))
 
 
-def _load_error(images: Sequence, start: int, stop: int, paths: bool, error, model: str,
-                size: tuple[int, int], resize_mode: str | None) -> BadInputError:
-    """The error naming the first image of ``images[start:stop]`` that does not decode or, without
-    ``resize_mode``, is not of ``size``."""
+def _undecodable(images: Sequence, start: int, stop: int, paths: bool, error, model: str = "the model",
+                 size: tuple[int, int] | None = None) -> BadInputError:
+    """The error naming the first image of ``images[start:stop]`` that does not decode or, with
+    ``size`` (images that ``model`` takes as they are), is not of that size."""
     import tensorflow as tf
 
     from kerasface.data.decode import decode_image
@@ -232,7 +235,7 @@ def _load_error(images: Sequence, start: int, stop: int, paths: bool, error, mod
         except (tf.errors.OpError, ValueError) as failure:
             reason = getattr(failure, "message", str(failure)).strip().splitlines()[0]
             return BadInputError(f"{what}: does not decode ({reason})")
-        if resize_mode is None and tuple(image.shape[:2]) != tuple(size):
+        if size is not None and tuple(image.shape[:2]) != tuple(size):
             return BadInputError(
                 f"{model}: records no resize mode (how its training resized images to {size[0]}x{size[1]}), "
                 f"and {what} is {image.shape[0]}x{image.shape[1]}; give the one it was trained with "
@@ -288,7 +291,8 @@ def extract_embeddings(model, images: Sequence, batch_size: int = 64, flip: bool
 
     def on_error(start, stop, error):
         if isinstance(error, tf.errors.OpError):
-            return _load_error(unique, start, stop, paths, error, model.name, model.image_size, model.resize_mode)
+            return _undecodable(unique, start, stop, paths, error, model.name,
+                                None if model.resize_mode else model.image_size)
         return error
 
     vectors = embed_batches(model, dataset.as_numpy_iterator(), len(unique), batch_size, flip=flip,
@@ -321,7 +325,8 @@ def decode_images(images: Sequence, image_size, resize_mode: str | None = None, 
         except StopIteration:
             break
         except tf.errors.OpError as error:
-            raise _load_error(unique, start, start + batch_size, paths, error, model, size, resize_mode) from None
+            raise _undecodable(unique, start, start + batch_size, paths, error, model,
+                               None if resize_mode else size) from None
         if np.issubdtype(dtype, np.integer):
             batch = np.clip(np.rint(batch), 0, 255)
         out[start:start + len(batch)] = batch
