@@ -126,6 +126,8 @@ def test_savedmodel_serving_default_gives_the_keras_embeddings(photos, tiny_mode
                                tmp_path / "export")
     served = load_embedding_model(folder)
     assert served.image_size == (SIZE, SIZE) and served.resize_mode == "stretch"
+    assert served.preprocessing == load_embedding_model(tiny_model).preprocessing
+    assert served.preprocessing["resize_mode"] == "stretch" and served.preprocessing["value_range"] == "tf"
     for flip in (False, True):
         np.testing.assert_allclose(extract_embeddings(served, photos, flip=flip, progress=False),
                                    extract_embeddings(tiny_model, photos, flip=flip, progress=False), atol=1e-5)

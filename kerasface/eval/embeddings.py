@@ -117,7 +117,7 @@ def _savedmodel_embedding_model(folder: Path, image_size, resize_mode) -> Embedd
             f"{folder}: serving_default outputs {dict((k, v.shape) for k, v in outputs.items())}; an embedding "
             "model must output one vector per image (batch, dim)")
     output_key = next(iter(outputs))
-    settings_file = folder / "kerasface_input.json"
+    settings_file, settings = folder / "kerasface_input.json", {}
     if settings_file.is_file():
         from kerasface.data.pipeline import InputConfig
 
@@ -132,7 +132,7 @@ def _savedmodel_embedding_model(folder: Path, image_size, resize_mode) -> Embedd
         result = signature(**{key: tf.constant(images, tf.float32)}) if key else signature(tf.constant(images))
         return result[output_key].numpy()
 
-    return EmbeddingModel(str(folder), size, resize_mode, predict)
+    return EmbeddingModel(str(folder), size, resize_mode, predict, settings.get("preprocessing"))
 
 
 def load_embedding_model(source, image_size=None, resize_mode: str | None = None) -> EmbeddingModel:
