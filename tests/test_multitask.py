@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from kerasface.losses.masked import MaskedAUC, MaskedCrossentropy, masked_crossentropy
+from kerasface.models.preprocessing import input_preprocessing
 from kerasface.models.reversal import GradientReversal, dann_lambda
 
 
@@ -395,7 +396,10 @@ def test_demo_run_exports_the_identity_and_attribute_models(demo_run, tmp_path):
     identity, attributes = load_model(demo_run / "model.keras"), load_model(demo_run / "attributes.keras")
     assert identity.outputs[0].shape[-1] == 64 and len(identity.inputs) == 1
     assert attributes.outputs[0].shape[-1] == 10  # the label vector: gender 1, emotion 3, pose 3, three 0/1 columns
+    assert input_preprocessing(identity).resize_mode == input_preprocessing(attributes).resize_mode == "pad"
     for name, model_file in (("identity", "model.keras"), ("attributes", "attributes.keras")):
         differences = export_run(demo_run, tmp_path / name, model_file=model_file, check_images=4)
         assert max(differences.values()) < 1e-4, (name, differences)  # SavedModel in a fresh process = Keras
         assert (tmp_path / name / "saved_model.pb").is_file()
+        settings = json.loads((tmp_path / name / "kerasface_input.json").read_text())
+        assert settings["preprocessing"]["resize_mode"] == "pad"

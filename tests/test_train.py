@@ -11,6 +11,7 @@ from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 from kerasface.export.run_export import export_run
+from kerasface.models.preprocessing import input_preprocessing
 from kerasface.report import load_run_report
 from kerasface.data.readers import read_dataset
 from kerasface.train.callbacks import read_run_state
@@ -60,6 +61,7 @@ def test_run_writes_report_with_the_models_figures(finished_run, demo_dir):
         for a, b in zip(best.weights, model.weights):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert [i.name for i in model.inputs] == ["left", "center", "right"]
+    assert input_preprocessing(model).resize_mode == input_preprocessing(best).resize_mode == "pad"
 
 
 class InterruptAt(keras.callbacks.Callback):
@@ -94,6 +96,7 @@ def test_resume_continues_at_the_right_epoch_with_optimizer_state(demo_dir, tmp_
     assert seen == [2]
     final = keras.models.load_model(run_dir / "model.keras")
     assert int(final.optimizer.iterations.numpy()) == 3 * steps
+    assert input_preprocessing(final).resize_mode == "pad"
     rows = (run_dir / "history.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
     assert read_run_state(run_dir / "checkpoints")["epoch"] == 3
@@ -493,7 +496,8 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
                                                               photometric=False), progress=False)
     argv = ["--data", str(demo / "images"), "--out", str(tmp_path / "runs"), "--run-id", "r", "--epochs", "1",
             "--backbone", "vit", "--backbone-kwargs", json.dumps({**TINY_VIT, "dim": 16}), "--embedding-dim", "16",
-            "--image-size", "32", "--no-tensorboard", "--batch-size", "8", "--validation-fraction", "0.2"]
+            "--image-size", "32", "--no-tensorboard", "--batch-size", "8", "--validation-fraction", "0.2",
+            "--resize-mode", "crop"]
     assert main(argv) == 0
     run_dir = tmp_path / "runs" / "r"
     report = load_run_report(run_dir)
@@ -503,6 +507,7 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
     assert "val_test_auc_cosine" in report["history"] and "val_loss" not in report["history"]
     embedding = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
     assert len(embedding.inputs) == 1 and embedding.outputs[0].shape[-1] == 16
+    assert input_preprocessing(embedding).resize_mode == "crop"
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["task"], config["data"]["split"], config["model"]["loss"]) == ("recognition", "identity", "arcface")
     if keras.backend.backend() == "tensorflow":  # a fresh process that imported nothing of the kit's models
