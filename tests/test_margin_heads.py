@@ -126,6 +126,23 @@ def test_registry_names_and_classes():
     assert isinstance(LOSSES.create("ArcFace", 10, margin=0.3), ArcFace)
 
 
+def test_registries_by_calling_contract_and_the_names_read_from_them():
+    from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES
+    from kerasface.train.recognition import loss_choices, parse_loss
+
+    assert set(["softmax"] + HEAD_NAMES) <= set(MARGIN_HEADS.names())
+    assert {"contrastive", "triplet"} <= set(METRIC_LOSSES.names()) and {"focal", "ohem"} <= set(LOGIT_LOSSES.names())
+    assert LOSSES.names() == sorted(MARGIN_HEADS.names() + METRIC_LOSSES.names() + LOGIT_LOSSES.names())
+    with pytest.raises(TypeError, match="margin head, metric loss, logit loss"):
+        LOSSES.register("x")
+    choices = loss_choices()
+    assert all(name in choices for name in LOSSES.names()) and "focal+HEAD or ohem+HEAD" in choices
+    assert parse_loss("ohem+cosface") == ("ohem", "cosface") and parse_loss("contrastive") == ("contrastive", None)
+    for wrong in ("focal", "ohem+triplet", "triplet+arcface"):
+        with pytest.raises(KeyError):
+            parse_loss(wrong)
+
+
 def test_the_test_geometry_puts_each_target_at_its_angle():
     cos = cosines(EMBEDDINGS)
     np.testing.assert_allclose(np.arccos(cos[np.arange(8), LABELS]), THETAS, atol=1e-6)

@@ -1,6 +1,6 @@
 """Report cards of the research notes' three backbones (section 3), side by side with theirs.
 
-    kerasface-compare-backbones [--backbones densenet121 efficientnetv2s vit] [--preset seed] [training flags]
+    kerasface-compare-backbones [--backbones densenet121 efficientnetv2s vit] [--preset paper] [training flags]
     (or python pipelines/compare_backbones.py)
 
 Every backbone trains the same multi-branch attribute run (train_branches' settings and any
@@ -9,10 +9,10 @@ training flag given here: --data, --epochs, --views, ...) into
 cards.json there put the cards side by side in the notes' columns (layout, trainable and
 non-trainable parameters with their size, epochs and time, batch, train / validation /
 evaluation binary accuracy, loss and AUC, device), each beside the notes' card, then every
-field of each card. With --preset seed the layouts are the notes' (include_top branches,
-concat -> Dense 256 ReLU -> Dense 10 sigmoid; their parameter counts); without it each
-branch gives pooled features, and ViT is a small one (dim 128, depth 4, 4 heads, MLP 256,
-patch 8). A study given with --resume-table DIR reuses its finished runs and continues the
+field of each card. With --preset paper (or its old name seed) the layouts are the notes'
+(include_top branches, concat -> Dense 256 ReLU -> Dense 10 sigmoid; their parameter counts);
+without it each branch gives pooled features, and ViT is a small one (dim 128, depth 4, 4
+heads, MLP 256, patch 8). A study given with --resume-table DIR reuses its finished runs and continues the
 one it was in.
 
 Without --data: 50 demo identities x 10 images, top / centre / bottom 32 px crops, a 50 / 10

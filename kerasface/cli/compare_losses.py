@@ -1,4 +1,4 @@
-"""One backbone, one dataset, one run per loss; seed 004's table (loss | verification accuracy | AUC).
+"""One backbone, one dataset, one run per loss; the loss comparison table (loss | verification accuracy | AUC).
 
     kerasface-compare-losses [--losses softmax arcface ...] [training flags]   (or python pipelines/compare_losses.py)
 
@@ -18,10 +18,10 @@ from kerasface.cli.train_recognition import DEFAULTS, DEMO_DEFAULTS
 
 @cli_main
 def main(argv=None) -> int:
-    from kerasface.train.compare import SEED_004_LOSSES, compare_losses
+    from kerasface.train.compare import COMPARED_LOSSES, compare_losses
     from kerasface.train.config import config_from_args
 
-    parser = study_parser(__doc__, "recognition", "comparison", ("losses", SEED_004_LOSSES))
+    parser = study_parser(__doc__, "recognition", "comparison", ("losses", COMPARED_LOSSES))
     args = parser.parse_args(argv)
     config = config_from_args(args, DEFAULTS, DEMO_DEFAULTS)
     loss_kwargs = None

@@ -82,7 +82,8 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=positive_int,
                         help="side to resize to, for models that accept any size")
     parser.add_argument("--resize", choices=RESIZE_MODES,
-                        help="how images reach the model's size (default: the run's or export's mode, else stretch)")
+                        help="how images reach the model's size (default: the one the model was trained with, "
+                             "as the model, export or run records it)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_debug_argument(parser)
     args = parser.parse_args(argv)

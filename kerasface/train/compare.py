@@ -1,5 +1,5 @@
 """Several trainings side by side, each in a row of one table: the studies' shared core
-(``run_trainings``) and seed 004's loss comparison (loss | verification accuracy | AUC)."""
+(``run_trainings``) and the loss comparison (loss | verification accuracy | AUC)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,22 @@ from kerasface.train.callbacks import read_run_state
 from kerasface.train.config import CONFIG_FILE, TrainConfig
 from kerasface.train.run import train
 
-SEED_004_LOSSES = ("softmax", "normface", "sphereface", "cosface", "arcface", "combined", "ohem+normface",
+COMPARED_LOSSES = ("softmax", "normface", "sphereface", "cosface", "arcface", "combined", "ohem+normface",
                    "focal+normface", "triplet", "contrastive")
+SEED_004_LOSSES = COMPARED_LOSSES  # deprecated name
 COLUMNS = ("loss", "accuracy", "accuracy_std", "auc_cosine", "auc_euclidean", "eer", "best_epoch", "wall_time_s")
+
+
+def dataset_description(data) -> str:
+    """``data.path``, or for the demo data its cache folder's name and size (no machine's path)."""
+    if data.path:
+        return data.path
+    from kerasface.datasets.demo import DemoConfig, demo_folder_name
+
+    folder = demo_folder_name(DemoConfig(identities=data.demo_identities,
+                                         images_per_identity=data.demo_images_per_identity))
+    return (f"demo dataset {folder} ({data.demo_identities} identities x {data.demo_images_per_identity} images, "
+            "rendered into the kerasface cache)")
 
 
 @dataclasses.dataclass
@@ -82,7 +95,7 @@ def write_table(out: Path, name: str, title: str, text: str, columns: Sequence[s
     return table
 
 
-def compare_losses(config: TrainConfig, losses=SEED_004_LOSSES, out=None, log=print,
+def compare_losses(config: TrainConfig, losses=COMPARED_LOSSES, out=None, log=print,
                    loss_kwargs: Callable[[str], dict] | None = None) -> Path:
     """Train ``config`` once per loss (run folders ``<out>/<loss>``) and write ``table.md`` and
     ``table.json`` there; a loss whose run fails gets its error in the table and the rest go on.
@@ -100,9 +113,10 @@ def compare_losses(config: TrainConfig, losses=SEED_004_LOSSES, out=None, log=pr
         rows.append({"loss": loss, **{k: test.get(k) for k in COLUMNS[1:6]},
                      "best_epoch": done.report["card"].get("best_epoch"),
                      "wall_time_s": done.report["card"].get("wall_time_s")})
-    card = {"backbone": config.model.backbone, "dataset": config.data.resolved_path(), "image_size": config.data.image_size,
-            "epochs": config.optim.epochs, "batch_size": config.optim.batch_size, "seed": config.seed}
+    card = {"backbone": config.model.backbone, "dataset": dataset_description(config.data),
+            "image_size": config.data.image_size, "epochs": config.optim.epochs, "batch_size": config.optim.batch_size,
+            "seed": config.seed}
     text = (", ".join(f"{k}: {v}" for k, v in card.items())
             + "\n\nTest split: identities never trained on; accuracy by the LFW 10-fold protocol.")
-    write_table(out, "table", "Loss comparison (seed 004's table)", text, COLUMNS, rows, {"card": card}, log)
+    write_table(out, "table", "Loss comparison", text, COLUMNS, rows, {"card": card}, log)
     return out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kerasface.report.card import NOTES_COLUMNS, format_results
 from kerasface.report.markdown import markdown_table
-from kerasface.train.compare import run_trainings, study_folder, write_table
+from kerasface.train.compare import dataset_description, run_trainings, study_folder, write_table
 from kerasface.train.config import TrainConfig
 
 BACKBONES = ("densenet121", "efficientnetv2s", "vit")
@@ -47,11 +47,11 @@ CARD_METRICS = ("binary_accuracy", "auc", "loss")
 def compare_backbones(config: TrainConfig, backbones=BACKBONES, out=None, log=print,
                       backbone_kwargs: dict[str, dict] | None = None) -> Path:
     """Train ``config`` once per backbone (run folders ``<out>/<backbone>``, ``backbone_kwargs``
-    per backbone; none with ``--preset seed``, whose layouts are the notes') and write
+    per backbone; none with ``--preset paper``, whose layouts are the notes') and write
     ``cards.md`` / ``cards.json`` there: the measured cards beside the notes' side by side,
     then every field of each run's card. A finished run is reused, an interrupted one continues."""
     out = study_folder(out, config.out, "compare-backbones")
-    kwargs = {} if config.model.preset == "seed" else dict(backbone_kwargs or {})
+    kwargs = {} if config.model.preset == "paper" else dict(backbone_kwargs or {})
     runs = [(b, config.replace(backbone=b, backbone_kwargs=kwargs.get(b, config.model.backbone_kwargs)))
             for b in backbones]
     rows, cards = [], []
@@ -66,7 +66,7 @@ def compare_backbones(config: TrainConfig, backbones=BACKBONES, out=None, log=pr
             cards += [f"## {backbone}", markdown_table(list(done.report["card_text"].items()), ["field", "value"])]
         if backbone in NOTES_CARDS:
             rows.append({"source": "notes", **NOTES_CARDS[backbone]})
-    setting = {"task": config.task, "dataset": config.data.resolved_path(), "views": config.data.views,
+    setting = {"task": config.task, "dataset": dataset_description(config.data), "views": config.data.views,
                "image_size": config.data.image_size, "preset": config.model.preset or "pooled features",
                "epochs": config.optim.epochs, "batch_size": config.optim.batch_size,
                "learning_rate": config.optim.learning_rate, "split (test, validation)":

@@ -146,7 +146,10 @@ def compare_modalities(config: TrainConfig, data: str | None = None, out=None, r
                                  init_branches=[str(branches[m].run_dir) for m in MODALITIES])
             row(modality, run, run_training(out, name, fused, log))
     rows.sort(key=lambda r: ([*MODALITIES, FROZEN, TUNED].index(r["modality"]), r["run"]))
-    card = {"backbone": config.model.backbone, "loss": config.model.loss, "dataset": str(tiles),
+    source = data or (f"photometric-stereo tiles of the demo dataset ({demo_config.identities} identities x "
+                      f"{demo_config.images_per_identity} images, rendered at {demo_config.image_size} px)"
+                      if demo_config else "photometric-stereo tiles of the demo dataset")
+    card = {"backbone": config.model.backbone, "loss": config.model.loss, "dataset": source,
             "image_size": config.data.image_size, "embedding_dim": config.model.embedding_dim,
             "epochs": config.optim.epochs, "batch_size": config.optim.batch_size,
             "learning_rate": config.optim.learning_rate}
