@@ -88,7 +88,7 @@ def _rows(frozen, tuned_last, tuned_best, singles=(0.9, 0.8, 0.7)):
     rows = [{"modality": m, "run": 1, "auc_cosine_best": a, "auc_euclidean_best": a}
             for m, a in zip(("albedo", "normal", "depth"), singles)]
     rows.append({"modality": "fused frozen", "run": 1, "auc_cosine_best": frozen, "auc_euclidean_best": frozen})
-    rows.append({"modality": "fused fine-tuned", "run": 1, "auc_cosine_last": tuned_last,
+    rows.append({"modality": "fused fine-tuned", "run": 1, "best_epoch": 1, "epochs": 2, "auc_cosine_last": tuned_last,
                  "auc_euclidean_last": tuned_last, "auc_cosine_best": tuned_best, "auc_euclidean_best": tuned_best})
     return rows
 
@@ -97,7 +97,8 @@ def test_conclusions_follow_the_figures():
     from kerasface.train.compare_modalities import conclusions
 
     disturbed = conclusions(_rows(0.95, 0.90, 0.93))
-    assert "held: fine-tuning jointly disturbed" in disturbed[0] and "0.9000" in disturbed[0]
+    assert "held: fine-tuning jointly disturbed" in disturbed[0] and "last epoch 0.9000" in disturbed[0]
+    assert "held: fine-tuning jointly disturbed" in disturbed[1] and "best epoch 0.9300" in disturbed[1]
     kept = conclusions(_rows(0.90, 0.94, 0.96, singles=(0.7, 0.8, 0.92)))
     assert all("did not hold" in line for line in kept)
     assert "depth > normal > albedo" in kept[-1] and "(depth) 0.9200" in kept[-2]

@@ -78,7 +78,10 @@ def conclusions(rows: list[dict]) -> list[str]:
     """Which of the notes' conclusions held on these figures (means over the runs)."""
     lines = []
     frozen = {d: _mean(rows, FROZEN, f"auc_{d}_best") for d in ("cosine", "euclidean")}
-    for epoch in ("last", "best"):
+    epochs = ["last", "best"]
+    if all(r.get("best_epoch") == r.get("epochs") for r in rows if r["modality"] == TUNED):
+        epochs = ["last"]  # every fine-tuned run was best at its last epoch
+    for epoch in epochs:
         tuned = {d: _mean(rows, TUNED, f"auc_{d}_{epoch}") for d in ("cosine", "euclidean")}
         if any(np.isnan(v) for v in (*frozen.values(), *tuned.values())):
             lines.append(f"Fine-tuned ({epoch} epoch) against frozen: not measured (a row failed).")
@@ -89,11 +92,13 @@ def conclusions(rows: list[dict]) -> list[str]:
                    "held for one distance only")
         noise = max(_spread(rows, FROZEN, "auc_cosine_best"), _spread(rows, TUNED, f"auc_cosine_{epoch}"))
         gap = abs(tuned["cosine"] - frozen["cosine"])
+        which = "last epoch (also its best)" if epochs == ["last"] else f"{epoch} epoch"
         lines.append(
             f"Notes: fine-tuning the branches jointly disturbs them (fused fine-tuned below fused frozen). "
-            f"Here, fine-tuned at its {epoch} epoch {tuned['cosine']:.4f} / {tuned['euclidean']:.4f} against frozen "
-            f"{frozen['cosine']:.4f} / {frozen['euclidean']:.4f} (cosine / euclidean): {verdict}"
-            + (f"; the gap {gap:.4f} is within the spread between runs ({noise:.4f})." if gap <= noise else "."))
+            f"Here, fine-tuned at its {which} {tuned['cosine']:.4f} / {tuned['euclidean']:.4f} against frozen "
+            f"{frozen['cosine']:.4f} / {frozen['euclidean']:.4f} (cosine / euclidean, mean of the runs): {verdict}"
+            + (f", though the cosine gap {gap:.4f} is within the spread between runs ({noise:.4f})."
+               if gap <= noise else "."))
     singles = {m: _mean(rows, m, "auc_cosine_best") for m in MODALITIES}
     measured = [m for m in singles if not np.isnan(singles[m])]
     if measured and not np.isnan(frozen["cosine"]):
