@@ -124,3 +124,32 @@ def test_backbone_cards_side_by_side_with_the_notes(renders, tmp_path):
         assert f"{split} " in measured["results"]
     assert "bin-acc" in measured["results"] and "AUC" in measured["results"] and "auc_gender" not in measured["results"]
     assert "## vit" in (out / "cards.md").read_text()
+
+
+def test_a_row_continues_from_its_checkpoint_and_one_without_starts_again(tmp_path, monkeypatch):
+    import kerasface.train.compare as compare
+    from kerasface.train.config import TrainConfig
+
+    calls = []
+
+    def fake_train(config=None, *, resume=None, log=print):
+        calls.append(("resume", resume.name) if resume else ("new", config.run_id))
+        run_dir = resume or tmp_path / config.run_id
+        run_dir.mkdir(exist_ok=True)
+        (run_dir / "report.json").write_text(json.dumps({"card": {"run_id": run_dir.name}}))
+        return run_dir
+
+    monkeypatch.setattr(compare, "train", fake_train)
+    config = TrainConfig.from_dict({"epochs": 3})
+    for name, state in (("interrupted", {"epoch": 2}), ("unsaved", None), ("finished", {"epoch": 3})):
+        (tmp_path / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / name / "config.json").write_text("{}")
+        if state:
+            (tmp_path / name / "checkpoints" / "state.json").write_text(json.dumps(state))
+    (tmp_path / "finished" / "report.json").write_text(json.dumps({"card": {}}))
+    (tmp_path / "unsaved" / "stale.txt").write_text("left by a killed run")
+    names = ["finished", "interrupted", "unsaved", "fresh"]
+    done = compare.run_trainings(tmp_path, [(name, config) for name in names], log=lambda *_: None)
+    assert calls == [("resume", "interrupted"), ("new", "unsaved"), ("new", "fresh")]
+    assert [d.name for d in done] == names and all(d.error is None for d in done)
+    assert not (tmp_path / "unsaved" / "stale.txt").exists()

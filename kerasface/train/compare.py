@@ -37,14 +37,12 @@ def dataset_description(data) -> str:
 
 @dataclasses.dataclass
 class Training:
-    """One row's training: its run folder and report, or the error that stopped it;
-    ``trained`` is False when a finished run was reused."""
+    """One row's training: its run folder and report, or the error that stopped it."""
 
     name: str
     run_dir: Path | None = None
     report: dict | None = None
     error: str | None = None
-    trained: bool = False
 
 
 def study_folder(out, default_parent, prefix: str) -> Path:
@@ -73,8 +71,8 @@ def run_training(out: Path, name: str, config: TrainConfig, log=print) -> Traini
             run_dir = train(dataclasses.replace(config, out=str(out), run_id=name), log=log)
     except (ValueError, RuntimeError) as error:
         log(f"{name}: failed: {error}")
-        return Training(name, error=str(error), trained=True)
-    return Training(name, run_dir, load_run_report(run_dir), trained=True)
+        return Training(name, error=str(error))
+    return Training(name, run_dir, load_run_report(run_dir))
 
 
 def run_trainings(out: Path, runs: Sequence[tuple[str, TrainConfig]], log=print) -> list[Training]:
