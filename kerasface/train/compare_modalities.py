@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasface.data.crops import VIEW_NAMES
+from kerasface.report.card import format_duration
 from kerasface.train.compare import Training, run_training, study_folder, write_table
 from kerasface.train.config import TrainConfig
 
@@ -131,7 +132,7 @@ def compare_modalities(config: TrainConfig, data: str | None = None, out=None, r
         if done.error:
             entry["error"] = done.error
         else:
-            entry.update(epoch_figures(done.report))
+            entry.update(epoch_figures(done.report), wall_time_s=done.report["card"].get("wall_time_s"))
         rows.append(entry)
 
     for run in range(1, runs + 1):
@@ -157,7 +158,8 @@ def compare_modalities(config: TrainConfig, data: str | None = None, out=None, r
     card = {"backbone": config.model.backbone, "loss": config.model.loss, "dataset": source,
             "image_size": config.data.image_size, "embedding_dim": config.model.embedding_dim,
             "epochs": config.optim.epochs, "batch_size": config.optim.batch_size,
-            "learning_rate": config.optim.learning_rate}
+            "learning_rate": config.optim.learning_rate,
+            "training time (the rows' runs)": format_duration(sum(r.get("wall_time_s") or 0 for r in rows))}
     found = conclusions(rows)
     text = (", ".join(f"{k}: {v}" for k, v in card.items())
             + "\n\nVerification AUC on the test identities (never trained on), by cosine similarity and "
