@@ -34,8 +34,8 @@ from kerasface.data.pipeline import build_pipeline
 from kerasface.data.spec import column_slices, label_names
 from kerasface.errors import BadInputError
 from kerasface.eval.attributes import column_auc
+from kerasface.eval.identity import verify_identities
 from kerasface.eval.probe import linear_probe
-from kerasface.eval.verification import evaluate as verify
 from kerasface.fileio import write_json_atomic
 from kerasface.losses.masked import MaskedAUC, MaskedCrossentropy
 from kerasface.models.multitask import (
@@ -48,7 +48,7 @@ from kerasface.report.writer import add_report_section, load_run_report
 from kerasface.saving import load_model
 from kerasface.train.config import load_run_config
 from kerasface.train.data import load_run_data
-from kerasface.train.recognition import RecognitionTask, identity_pairs, pair_folds
+from kerasface.train.recognition import RecognitionTask
 from kerasface.train.tasks import predict_split
 
 WEIGHT_GROUPS = ("id", "attributes", "adversarial")
@@ -250,10 +250,9 @@ class MultitaskTask(RecognitionTask):
 
     def identity_figures(self, identity: np.ndarray, embeddings: np.ndarray) -> dict[str, float]:
         try:
-            pairs, issame = identity_pairs(identity, seed=self.config.seed)
+            result, _, _ = verify_identities(identity, embeddings, seed=self.config.seed)
         except ValueError:
             return {}
-        result = verify(embeddings[pairs[:, 0]], embeddings[pairs[:, 1]], issame, pair_folds(len(issame)))
         return {"auc_id_cosine": result.auc_cosine, "auc_id_euclidean": result.auc_euclidean,
                 "accuracy_id": result.accuracy, "eer_id": result.eer}
 

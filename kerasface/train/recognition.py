@@ -23,8 +23,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kerasface.eval.pairs import PairSet, contiguous_folds
-from kerasface.eval.verification import evaluate as verify, l2_normalize
+from kerasface.eval.identity import identity_pairs, pair_folds, verify_identities
+from kerasface.eval.pairs import PairSet
+from kerasface.eval.verification import l2_normalize
 import kerasface.losses  # noqa: F401  (registers the heads and losses)
 from kerasface.models.embedding import EMBEDDING_LAYER, build_embedding_model, build_margin_model
 from kerasface.registry import LOSSES, TASKS
@@ -32,7 +33,6 @@ from kerasface.train.tasks import Task, predict_split
 
 METRIC_LOSSES = ("triplet", "contrastive")
 LOGIT_LOSSES = ("focal", "ohem")
-MAX_PAIRS = 3000
 DEMO_HEAD_SCALE = 16.0
 DEMO_ARCFACE_MARGIN = 0.3
 
@@ -59,30 +59,6 @@ def demo_loss_kwargs(loss: str) -> dict:
     if head is None:
         return {}
     return {"scale": DEMO_HEAD_SCALE, **({"margin": DEMO_ARCFACE_MARGIN} if head == "arcface" else {})}
-
-
-def identity_pairs(identity: np.ndarray, max_pairs: int = MAX_PAIRS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(pairs (N, 2) of sample indices, issame (N,)): up to ``max_pairs / 2`` same-identity
-    pairs drawn from all of them, and as many different-identity pairs, shuffled together."""
-    identity = np.asarray(identity)
-    rng = np.random.default_rng(seed)
-    i, j = np.triu_indices(len(identity), k=1)
-    same = identity[i] == identity[j]
-    positives = np.flatnonzero(same)
-    negatives = np.flatnonzero(~same)
-    count = min(max_pairs // 2, len(positives), len(negatives))
-    if count == 0:
-        raise ValueError(f"{len(identity)} images of {len(np.unique(identity))} identities make no same- and "
-                         "different-identity pairs to verify; give the split at least two identities with "
-                         "two images each")
-    chosen = np.concatenate([rng.choice(positives, count, replace=False), rng.choice(negatives, count, replace=False)])
-    chosen = rng.permutation(chosen)
-    return np.stack([i[chosen], j[chosen]], 1), same[chosen]
-
-
-def pair_folds(num_pairs: int) -> np.ndarray:
-    """The protocol's 10 contiguous folds (fewer when there are fewer pairs)."""
-    return contiguous_folds(num_pairs, min(10, num_pairs))
 
 
 @TASKS.register("recognition")
@@ -192,9 +168,8 @@ class RecognitionTask(Task):
         # a margin head's inputs are (images, identity); its targets may be Partial FC's zeros
         images_only = dataset.map(lambda x, y: tuple(x) if isinstance(x, tuple) else (x, y))
         identity, embeddings = predict_split(embedder, images_only)
-        pairs, issame = identity_pairs(identity, seed=self.config.seed)
+        result, pairs, issame = verify_identities(identity, embeddings, seed=self.config.seed)
         first, second = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
-        result = verify(first, second, issame, pair_folds(len(issame)))
         figures = result.to_dict()
         flat = {k: v for k, v in figures.items() if isinstance(v, (int, float))}
         for far, tar in (figures.get("tar_at_far") or {}).items():
