@@ -52,6 +52,9 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(f"{self.directory}: epoch {epoch + 1} logged no {self.monitor!r}, the metric that picks "
+                             f"the best checkpoint; it logged {sorted(logs)}")
         self.directory.mkdir(parents=True, exist_ok=True)
         problem = self._non_finite(logs)
         if problem:

@@ -49,7 +49,7 @@ from kerasface.saving import load_model
 from kerasface.train.config import load_run_config
 from kerasface.train.data import load_run_data
 from kerasface.train.recognition import RecognitionTask
-from kerasface.train.tasks import predict_split
+from kerasface.train.tasks import Monitoring, predict_split
 
 WEIGHT_GROUPS = ("id", "attributes", "adversarial")
 TRAIN_PAIR_IMAGES = 600
@@ -225,11 +225,16 @@ class MultitaskTask(RecognitionTask):
             keys += [a, f"da_{a}"] if self.adversarial else [a]
         return keys
 
-    def monitor_for(self, pipelines):
-        """Validation identities' verification AUC; without a validation split the identity loss
-        (the total loss would reward the trunk for losing to the adversaries no more than it
-        rewards it for learning)."""
-        return ("val_validation_auc_id_cosine", "max") if "validation" in pipelines else ("loss_id", "min")
+    def monitoring(self, run_dir, pipelines):
+        """Validation identities' verification AUC, logged by ``MultitaskEvaluation``; without a
+        validation split the identity loss (the total loss would reward the trunk for losing to the
+        adversaries no more than it rewards it for learning)."""
+        sets = {"train": self.eval_pipeline(self.train_pair_samples())}
+        sets.update({name: pipelines[name] for name in ("validation", "test") if name in pipelines})
+        callbacks = [MultitaskEvaluation(self, sets)]
+        if "validation" in pipelines:
+            return Monitoring("val_validation_auc_id_cosine", "max", callbacks)
+        return Monitoring("loss_id", "min", callbacks)
 
     # evaluation
     def split_figures(self, targets: dict, outputs: dict) -> dict[str, float]:
@@ -268,11 +273,6 @@ class MultitaskTask(RecognitionTask):
             return train
         rng = np.random.default_rng(self.config.seed)
         return train.subset(np.sort(rng.choice(len(train), TRAIN_PAIR_IMAGES, replace=False)))
-
-    def callbacks(self, run_dir, pipelines):
-        sets = {"train": self.eval_pipeline(self.train_pair_samples())}
-        sets.update({name: pipelines[name] for name in ("validation", "test") if name in pipelines})
-        return [MultitaskEvaluation(self, sets)]
 
     def evaluate(self, model, dataset):
         """Seed 000's figures of the test identities, from the best checkpoint."""

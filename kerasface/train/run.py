@@ -152,9 +152,9 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         log(f"{model.name}: {counts['trainable_params']:,} trainable, "
             f"{counts['non_trainable_params']:,} non-trainable")
 
-        monitor, mode = task.monitor_for(pipelines)
-        run_callbacks = (task.callbacks(run_dir, pipelines) + list(callbacks)
-                         + standard_callbacks(run_dir, monitor, mode, config.optim.early_stopping,
+        monitoring = task.monitoring(run_dir, pipelines)
+        run_callbacks = (monitoring.callbacks + list(callbacks)
+                         + standard_callbacks(run_dir, monitoring.monitor, monitoring.mode, config.optim.early_stopping,
                                               tensorboard=config.runtime.tensorboard, resume=state["epoch"] > 0))
         fit_start = time.perf_counter()
         try:
@@ -214,7 +214,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         "epochs": len(next(iter(history.values()), [])) or config.optim.epochs,
         "planned_epochs": config.optim.epochs,
         "best_epoch": best_epoch,
-        "monitor": monitor,
+        "monitor": monitoring.monitor,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "fit_time_s": round(fit_time, 1),
         "device": runtime.device,
