@@ -55,6 +55,7 @@ WEIGHT_GROUPS = ("id", "attributes", "adversarial")
 TRAIN_PAIR_IMAGES = 600
 TEST_HEADER = "Test"
 TEST_PREFIX = "val_test_"
+IDENTITY = "identity"
 RENAMED = ("loss", "auc", "accuracy")  # Keras' "<output>_<name>" -> seed 000's "<name>_<output>"
 
 
@@ -91,11 +92,14 @@ def resolve_loss_weights(weights: dict, attributes, adversarial: bool) -> dict[s
 
 
 def predict_all(predictor: keras.Model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(targets, outputs) over a pipeline of ``Task.model_io`` batches; a short last batch is
-    padded to the first batch's size so that the predict function is traced once."""
+    """(targets, outputs) over a pipeline of ``Task.model_io`` batches, the targets with the
+    samples' ``IDENTITY`` (a margin head's input; its target may be Partial FC's zeros); a short
+    last batch is padded to the first batch's size so that the predict function is traced once."""
     targets, outputs, full = {}, {}, None
     for x, y in dataset:
-        images = np.asarray(x[0] if isinstance(x, (tuple, list)) else x)
+        with_identity = isinstance(x, (tuple, list))
+        images = np.asarray(x[0] if with_identity else x)
+        targets.setdefault(IDENTITY, []).append(np.asarray(x[1] if with_identity else y[ID_OUTPUT]))
         n = len(images)
         full = full or n
         if n < full:
@@ -162,12 +166,13 @@ class MultitaskTask(RecognitionTask):
     # how data reaches the model
     def model_io(self, x, y):
         identity, labels = y
-        targets = {ID_OUTPUT: identity}
+        inputs, target = self.identity_io(x, identity)
+        targets = {ID_OUTPUT: target}
         for a in self.attributes:
             targets[a] = labels[:, self.slices[a]]
             if self.adversarial:
                 targets[f"da_{a}"] = targets[a]
-        return ((x, identity) if self.head_name else x), targets
+        return inputs, targets
 
     def steps_per_epoch(self) -> int:
         data, optim = self.config.data, self.config.optim
@@ -250,7 +255,7 @@ class MultitaskTask(RecognitionTask):
         aucs = [figures[f"auc_{a}"] for a in self.attributes if not math.isnan(figures[f"auc_{a}"])]
         if aucs:
             figures["mean_auc"] = float(np.mean(aucs))
-        figures.update(self.identity_figures(targets[ID_OUTPUT], outputs["embedding"]))
+        figures.update(self.identity_figures(targets[IDENTITY], outputs["embedding"]))
         return figures
 
     def identity_figures(self, identity: np.ndarray, embeddings: np.ndarray) -> dict[str, float]:

@@ -115,10 +115,15 @@ class RecognitionTask(Task):
         return bool(self.head_name) and self.config.model.loss_kwargs.get("sample_rate") is not None
 
     def model_io(self, x, y):
+        return self.identity_io(x, y)
+
+    def identity_io(self, x, identity):
+        """(model inputs, identity target): a margin head takes ``(images, identity)``, and under
+        Partial FC its logits hold each sample's target in column 0, so the target is 0."""
         if not self.head_name:
-            return x, y
-        # Partial FC logits put each sample's target in column 0
-        return (x, y), (y * 0 if self.partial_fc else y)  # a tf.data map: plain tensor arithmetic
+            return x, identity
+        # a tf.data map: plain tensor arithmetic
+        return (x, identity), (identity * 0 if self.partial_fc else identity)
 
     def build_embedding_model(self) -> keras.Model:
         size = self.config.data.image_size
