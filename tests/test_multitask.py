@@ -349,6 +349,44 @@ def test_multitask_partial_fc_trains_each_sample_against_its_target_column():
             assert loss == pytest.approx(expected, rel=1e-5)
 
 
+class StopAtTrainBegin(keras.callbacks.Callback):
+    """Records what ``fit`` was handed (steps per epoch, the reversal's warm-up) and stops."""
+
+    class Stopped(Exception):
+        pass
+
+    def on_train_begin(self, logs=None):
+        from kerasface.models.multitask import REVERSAL
+
+        self.steps = self.params.get("steps")
+        self.warmup_steps = self.model.get_layer(REVERSAL).warmup_steps
+        raise self.Stopped
+
+
+def test_reversal_warmup_lasts_the_configured_epochs_on_several_replicas(tmp_path, monkeypatch):
+    """On R replicas an epoch is len(train) // (R * batch) steps of the global batch: a warm-up of
+    one epoch must last the epoch's steps, not R times as many (two replicas faked)."""
+    import dataclasses
+
+    from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
+    from kerasface.train import run
+    from kerasface.train.config import TrainConfig
+
+    resolve = run.resolve_runtime
+    monkeypatch.setattr(run, "resolve_runtime", lambda *args: dataclasses.replace(resolve(*args), num_replicas=2))
+    demo = generate_demo_dataset(tmp_path / "demo", DemoConfig(identities=8, images_per_identity=4, image_size=32,
+                                                              photometric=False), progress=False)
+    config = TrainConfig.from_dict(dict(
+        task="multitask", data=str(demo), split="identity", views="single", missing_labels=True, backbone="vit",
+        backbone_kwargs=TINY_VIT, image_size=32, embedding_dim=16, head_units=8, loss="normface", epochs=1,
+        batch_size=4, reversal_warmup=1.0, test_fraction=0.25, validation_fraction=0.0, augment=False,
+        out=str(tmp_path), run_id="mt", tensorboard=False))
+    stop = StopAtTrainBegin()
+    with pytest.raises(StopAtTrainBegin.Stopped):
+        run.train(config, log=lambda *_: None, callbacks=[stop])
+    assert stop.steps == 24 // 8 == stop.warmup_steps  # 6 training identities x 4 images, global batch 2 x 4
+
+
 def test_linear_probe_finds_encoded_attributes_and_skips_missing_values():
     from kerasface.eval.probe import linear_probe
 

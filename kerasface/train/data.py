@@ -73,20 +73,27 @@ def make_pipelines(config: TrainConfig, data: RunData, task, global_batch: int, 
             deterministic=settings.input_order == "deterministic" or config.runtime.deterministic or replicas > 1,
         )
         pipelines[name] = dataset.map(task.model_io)
+    steps = steps_per_epoch(config, data.splits["train"], pk, global_batch, replicas)
+    if config.optim.max_steps_per_epoch and pk is None:
+        pipelines["train"] = pipelines["train"].take(steps)
+    return pipelines, steps
+
+
+def steps_per_epoch(config: TrainConfig, train: Samples, pk: tuple[int, int] | None, global_batch: int,
+                    replicas: int = 1) -> int:
+    """Training steps of an epoch, for every task: the P x K batches of the training identities,
+    or batches of the global size (full ones only on several replicas), at most
+    ``max_steps_per_epoch``."""
     if pk is not None:
         from kerasface.data.identity_batches import pk_num_batches
 
-        steps = pk_num_batches(data.splits["train"].identity, *pk)
+        steps = pk_num_batches(train.identity, *pk)
     elif replicas > 1:
-        steps = len(data.splits["train"]) // global_batch
+        steps = len(train) // global_batch
     else:
-        steps = math.ceil(len(data.splits["train"]) / global_batch)
+        steps = math.ceil(len(train) / global_batch)
     if steps < 1:
-        raise ValueError(f"{len(data.splits['train'])} training samples make no full batch of {global_batch} "
+        raise ValueError(f"{len(train)} training samples make no full batch of {global_batch} "
                          f"across {replicas} replicas; lower --batch-size")
     cap = config.optim.max_steps_per_epoch
-    if cap:
-        steps = min(steps, cap)
-        if pk is None:
-            pipelines["train"] = pipelines["train"].take(steps)
-    return pipelines, steps
+    return min(steps, cap) if cap else steps

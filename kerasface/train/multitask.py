@@ -174,21 +174,13 @@ class MultitaskTask(RecognitionTask):
                 targets[f"da_{a}"] = targets[a]
         return inputs, targets
 
-    def steps_per_epoch(self) -> int:
-        data, optim = self.config.data, self.config.optim
-        train = self.splits["train"]
-        if self.sampler():
-            from kerasface.data.identity_batches import pk_num_batches
-
-            steps = pk_num_batches(train.identity, *self.sampler())
-        else:
-            steps = math.ceil(len(train) / optim.batch_size)
-        return min(steps, optim.max_steps_per_epoch) if optim.max_steps_per_epoch else steps
-
     # the model
     def build_model(self):
         model, size = self.config.model, self.config.data.image_size
-        warmup = round(model.reversal_warmup * self.steps_per_epoch()) if model.reversal_warmup else 0
+        if model.reversal_warmup and self.steps_per_epoch is None:
+            raise ValueError("the reversal warm-up is counted in training steps: the trainer sets the task's "
+                             "steps_per_epoch (kerasface.train.data.steps_per_epoch) before building the model")
+        warmup = round(model.reversal_warmup * self.steps_per_epoch) if model.reversal_warmup else 0
         return build_multitask_model(
             {a: len(v) for a, v in self.columns.items()}, self.num_train_classes, backbone=model.backbone,
             input_shape=(size, size, 3), embedding_dim=model.embedding_dim, identity_head=self.head_name,

@@ -136,6 +136,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     checkpoints = run_dir / "checkpoints"
     with runtime.scope():
         pipelines, steps = make_pipelines(config, data, task, global_batch, runtime.num_replicas, state["epoch"])
+        task.steps_per_epoch = steps
         if state["epoch"] > 0 and (checkpoints / "last.keras").is_file():
             model = runtime.prepare(load_model(checkpoints / "last.keras"))
             log(f"resuming {run_dir} after epoch {state['epoch']}")

@@ -50,6 +50,7 @@ class Task:
     def __init__(self, config: TrainConfig, spec: DatasetSpec):
         self.config = config
         self.spec = spec
+        self.steps_per_epoch: int | None = None  # the trainer's, set before build_model
 
     # what the task is trained on
     @property
