@@ -72,12 +72,35 @@ class InterruptAt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.parametrize("module", ["train_branches", "train_recognition", "train_multitask"])
+def test_each_training_command_gives_the_trainer_its_console_script_name(module, monkeypatch, tmp_path):
+    import configparser
+    import importlib
+
+    from kerasface.train import run
+
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    scripts = dict(line.split(" = ") for line in parser["options.entry_points"]["console_scripts"].split("\n") if line)
+    calls = []
+    monkeypatch.setattr(run, "train", lambda *args, **kwargs: calls.append(kwargs) or tmp_path)
+    assert importlib.import_module(f"kerasface.cli.{module}").main(["--resume", str(tmp_path)]) == 0
+    assert len(calls) == 1 and scripts[calls[0]["command"]] == f"kerasface.cli.{module}:main"
+
+
 @pytest.mark.backend
 def test_resume_continues_at_the_right_epoch_with_optimizer_state(demo_dir, tmp_path):
+    """An interrupted run is told to continue with the command that started it, even when another
+    command resumed it."""
     config = tiny_config(demo_dir, tmp_path, epochs=3, validation_fraction=0.0)
+    messages, run_dir = [], tmp_path / "run"
+    told = f"interrupted; continue with: kerasface-train-recognition --resume {run_dir}"
     with pytest.raises(KeyboardInterrupt):
-        train(config, log=lambda *_: None, callbacks=[InterruptAt(2)])
-    run_dir = tmp_path / "run"
+        train(config, log=messages.append, callbacks=[InterruptAt(2)], command="kerasface-train-recognition")
+    assert messages[-1] == told
+    with pytest.raises(KeyboardInterrupt):
+        train(resume=run_dir, log=messages.append, callbacks=[InterruptAt(2)], command="kerasface-train-branches")
+    assert messages[-1] == told
     assert read_run_state(run_dir / "checkpoints")["epoch"] == 2
     assert not (run_dir / "model.keras").exists()
     interrupted = keras.models.load_model(run_dir / "checkpoints" / "last.keras")

@@ -45,4 +45,4 @@ def demo_defaults(config) -> dict:
 
 @cli_main
 def main(argv=None) -> int:
-    return training_command(argv, __doc__, DEFAULTS, demo_defaults)
+    return training_command(argv, "kerasface-train-recognition", __doc__, DEFAULTS, demo_defaults)
