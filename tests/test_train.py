@@ -513,9 +513,29 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
     argv = ["--data", str(demo / "images"), "--out", str(tmp_path / "runs"), "--run-id", "r", "--epochs", "1",
             "--backbone", "vit", "--backbone-kwargs", json.dumps({**TINY_VIT, "dim": 16}), "--embedding-dim", "16",
             "--image-size", "32", "--no-tensorboard", "--batch-size", "8", "--validation-fraction", "0.2"]
-    assert main(argv) == 0
+    people = sorted(p.name for p in (demo / "images").iterdir() if p.is_dir())
+    (tmp_path / "people.txt").write_text("\n".join(people[:6]) + "\n")
+    (tmp_path / "pairs.txt").write_text(f"1\n{people[6]}\t1\t2\n{people[7]}\t1\t{people[8]}\t2\n")
+    files = [str(tmp_path / "people.txt"), str(tmp_path / "pairs.txt")]
+    assert main(argv + ["--exclude-identities", *files]) == 0
     run_dir = tmp_path / "runs" / "r"
     report = load_run_report(run_dir)
+    # exactly the named people left training, the other splits untouched, and the report says how many
+    from kerasface.train.config import load_run_config
+    from kerasface.train.data import load_run_data
+
+    run_config = load_run_config(run_dir)
+    assert run_config.data.exclude_identities == files
+    before, after = (load_run_data(c, progress=False) for c in (run_config.replace(exclude_identities=[]), run_config))
+    names = lambda samples: [before.spec.class_names[i] for i in samples.identity]  # noqa: E731
+    trained_before = set(names(before.splits["train"]))
+    assert set(names(after.splits["train"])) == trained_before - set(people[:9])
+    for split in ("validation", "test"):
+        assert list(after.splits[split].paths) == list(before.splits[split].paths)
+    removed = [n for n in names(before.splits["train"]) if n in people[:9]]
+    assert removed
+    assert report["card"]["removed_from_training"] == (f"named in {', '.join(files)}: {len(set(removed))} identities, "
+                                                       f"{len(removed)} images")
     test = report["results"]["test"]
     assert {"accuracy", "auc_cosine", "auc_euclidean"} <= set(test) and 0 <= test["auc_cosine"] <= 1
     assert report["card"]["monitor"] == "val_validation_auc_cosine"

@@ -46,6 +46,7 @@ class DataConfig:
     verify: str = "auto"
     missing_labels: bool = False
     undersample: str | None = None
+    exclude_identities: list[str] = dataclasses.field(default_factory=list)
     split: str = "sample"
     test_fraction: float = 0.5
     validation_fraction: float = 0.1

@@ -7,6 +7,7 @@ import math
 
 from kerasface.data.augment import AugmentConfig
 from kerasface.data.balance import SEED_UNDERSAMPLING, load_undersampling_config, undersample, undersample_table
+from kerasface.data.identities import filter_identities, read_identity_names
 from kerasface.data.pipeline import build_pipeline, choose_cache
 from kerasface.data.readers import read_dataset
 from kerasface.data.spec import DatasetSpec, Samples
@@ -19,11 +20,13 @@ class RunData:
     spec: DatasetSpec
     splits: dict[str, Samples]
     notes: list[str]
+    removed_from_training: str = ""
 
 
 def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
-    """Read the dataset (the demo data when ``config.data.path`` is None), split it and
-    undersample the training part."""
+    """Read the dataset (the demo data when ``config.data.path`` is None), split it, leave the
+    excluded identities out of the training part (``kerasface.data.identities``) and undersample
+    it."""
     data, notes = config.data, []
     _, spec = read_dataset(data.resolved_path(), skip_bad=data.skip_bad, verify=data.verify, progress=progress,
                            missing_labels=data.missing_labels)
@@ -33,6 +36,15 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
                           validation_fraction=data.validation_fraction, seed=config.seed)
     names = ("train", "validation", "test") if len(parts) == 3 else ("train", "test")
     splits = dict(zip(names, parts))
+    removed = ""
+    if data.exclude_identities:
+        excluded = set().union(*(read_identity_names(path) for path in data.exclude_identities))
+        splits["train"], left_out = filter_identities(spec, splits["train"], excluded)
+        removed = left_out.describe(data.exclude_identities)
+        notes.append(f"left out of training: {removed}")
+        if len(splits["train"]) == 0:
+            raise ValueError(f"{spec.source}: no training samples are left once the excluded identities "
+                             f"are out ({removed})")
     if data.undersample:
         settings = ({"factors": SEED_UNDERSAMPLING} if data.undersample == "seed"
                     else load_undersampling_config(data.undersample))
@@ -46,7 +58,7 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
             notes.append(f"warning: undersampling kept {len(splits['train'])} of {len(before)} training samples; "
                          "factors compound, each column acting on what the columns before it kept; "
                          "give factors for fewer columns, or a target_ratio")
-    return RunData(spec, splits, notes)
+    return RunData(spec, splits, notes, removed)
 
 
 def make_pipelines(config: TrainConfig, data: RunData, task, global_batch: int, replicas: int = 1,

@@ -241,6 +241,8 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         "dataset": data.spec.source,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
     }
+    if data.removed_from_training:
+        card["removed_from_training"] = data.removed_from_training
     if notes:
         card["notes"] = "; ".join(notes)
     from kerasface.report import write_run_report
