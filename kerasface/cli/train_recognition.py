@@ -20,8 +20,8 @@ auc_euclidean, eer, TAR@FAR) and model.keras, the embedding model without its he
 pipelines/export.py exports with an image-in, embedding-out signature.
 
 --exclude-identities FILE... leaves out of training the people that LFW pairs.txt files, pair
-CSVs or name lists name (a benchmark's people are then never trained on); the report says how
-many.
+CSVs or name lists name (a benchmark's people are then never trained on), and
+--min-images-per-identity N the identities with fewer than N images; the report says how many.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def add_recognition_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--exclude-identities", nargs="+", metavar="FILE", type=lambda path: str(Path(path).resolve()),
                    help="leave out of training the people these files name: LFW pairs.txt, path1,path2,same CSVs "
                         "(an image's folder is its person) or lists of names, one a line")
+    g.add_argument("--min-images-per-identity", type=int, metavar="N",
+                   help="leave out of training the identities with fewer than N images (default 1: none)")
 
 
 @cli_main

@@ -1,5 +1,6 @@
 """Which identities a run trains on: people named in list or pair files are left out (so that a
-benchmark's people, such as LFW's, are never trained on).
+benchmark's people, such as LFW's, are never trained on), and so are identities with too few
+images.
 
 A file names people as an LFW ``pairs.txt`` (``name i j`` and ``name1 i name2 j`` lines after
 its header), a ``path1,path2,same`` CSV (each image's folder is its person, as in LFW's layout),
@@ -49,9 +50,16 @@ class IdentityFilter:
 
     named: int = 0  # identities named in the files and found in the split
     named_images: int = 0
+    few_images: int = 0  # identities with fewer than the minimum images
+    few_images_images: int = 0
 
-    def describe(self, files) -> str:
-        return f"named in {', '.join(str(f) for f in files)}: {_people(self.named, self.named_images)}"
+    def describe(self, files, min_images: int) -> str:
+        parts = []
+        if files:
+            parts.append(f"named in {', '.join(str(f) for f in files)}: {_people(self.named, self.named_images)}")
+        if min_images > 1:
+            parts.append(f"fewer than {min_images} images: {_people(self.few_images, self.few_images_images)}")
+        return "; ".join(parts)
 
 
 def _people(identities: int, images: int) -> str:
@@ -59,12 +67,18 @@ def _people(identities: int, images: int) -> str:
             f"{images} {'image' if images == 1 else 'images'}")
 
 
-def filter_identities(spec: DatasetSpec, samples: Samples,
-                      excluded: set[str] = frozenset()) -> tuple[Samples, IdentityFilter]:
-    """``samples`` without the identities named in ``excluded``, and what was left out."""
+def filter_identities(spec: DatasetSpec, samples: Samples, excluded: set[str] = frozenset(),
+                      min_images: int = 1) -> tuple[Samples, IdentityFilter]:
+    """``samples`` without the identities named in ``excluded`` and without those that hold fewer
+    than ``min_images`` of them, and what was left out."""
+    if min_images < 1:
+        raise ValueError(f"min_images_per_identity must be >= 1, got {min_images}")
     names = np.asarray(spec.class_names, dtype=object)
     known = samples.identity >= 0
     named = np.zeros(len(samples), bool)
     named[known] = np.isin(names[samples.identity[known]], list(excluded))
-    report = IdentityFilter(len(np.unique(samples.identity[named])), int(named.sum()))
-    return samples.subset(np.flatnonzero(~named)), report
+    ids, counts = np.unique(samples.identity[known & ~named], return_counts=True)
+    few = np.isin(samples.identity, ids[counts < min_images]) & known & ~named
+    report = IdentityFilter(len(np.unique(samples.identity[named])), int(named.sum()),
+                            len(np.unique(samples.identity[few])), int(few.sum()))
+    return samples.subset(np.flatnonzero(~named & ~few)), report

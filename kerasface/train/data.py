@@ -25,8 +25,8 @@ class RunData:
 
 def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
     """Read the dataset (the demo data when ``config.data.path`` is None), split it, leave the
-    excluded identities out of the training part (``kerasface.data.identities``) and undersample
-    it."""
+    excluded identities and those with too few images out of the training part
+    (``kerasface.data.identities``) and undersample it."""
     data, notes = config.data, []
     _, spec = read_dataset(data.resolved_path(), skip_bad=data.skip_bad, verify=data.verify, progress=progress,
                            missing_labels=data.missing_labels)
@@ -37,10 +37,10 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
     names = ("train", "validation", "test") if len(parts) == 3 else ("train", "test")
     splits = dict(zip(names, parts))
     removed = ""
-    if data.exclude_identities:
+    if data.exclude_identities or data.min_images_per_identity > 1:
         excluded = set().union(*(read_identity_names(path) for path in data.exclude_identities))
-        splits["train"], left_out = filter_identities(spec, splits["train"], excluded)
-        removed = left_out.describe(data.exclude_identities)
+        splits["train"], left_out = filter_identities(spec, splits["train"], excluded, data.min_images_per_identity)
+        removed = left_out.describe(data.exclude_identities, data.min_images_per_identity)
         notes.append(f"left out of training: {removed}")
         if len(splits["train"]) == 0:
             raise ValueError(f"{spec.source}: no training samples are left once the excluded identities "
