@@ -84,3 +84,5 @@ def test_a_run_leaves_the_identities_with_few_images_out_of_training_only(tmp_pa
                                            f"{sum(few)} image{'' if sum(few) == 1 else 's'}")
     assert f"left out of training: {after.removed_from_training}" in after.notes and before.removed_from_training == ""
     assert few
+    with pytest.raises(ValueError, match=r"faces: no training samples are left .*: fewer than 9 images: "):
+        load_run_data(config.replace(min_images_per_identity=9), progress=False)

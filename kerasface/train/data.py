@@ -43,8 +43,8 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
         removed = left_out.describe(data.exclude_identities, data.min_images_per_identity)
         notes.append(f"left out of training: {removed}")
         if len(splits["train"]) == 0:
-            raise ValueError(f"{spec.source}: no training samples are left once the excluded identities "
-                             f"are out ({removed})")
+            raise ValueError(f"{spec.source}: no training samples are left once these are out of training: "
+                             f"{removed}")
     if data.undersample:
         settings = ({"factors": SEED_UNDERSAMPLING} if data.undersample == "seed"
                     else load_undersampling_config(data.undersample))
