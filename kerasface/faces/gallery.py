@@ -7,6 +7,11 @@ input size, embeds it (``kerasface.eval.embeddings``) and averages the normalise
 each person. The ``.npz`` file records the model it came from: its name and the embedding of a
 fixed synthetic probe image (its fingerprint), so that a different model, in whatever format, is
 refused instead of giving meaningless matches.
+
+A gallery searched through a vector index (``kerasface.faces.index``, FAISS) keeps the index in
+the same file, so that loading a gallery of millions of people does not rebuild it. People are
+added and removed in place (``add``, ``remove``); ``save`` writes the whole file under a
+temporary name and renames it, so the file on disk is always a complete gallery.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from kerasface.eval.verification import l2_normalize
 from kerasface.faces.align import extract_face
 from kerasface.faces.detect import FaceDetector
 from kerasface.faces.imread import read_photo
+from kerasface.faces.index import VectorIndex
 from kerasface.fileio import atomic_write
 from kerasface.progress import progress_bar
 
@@ -68,13 +74,78 @@ class Gallery:
     margin: float = 0.2
     flip: bool = False
     files: dict = dataclasses.field(default_factory=dict)
+    index: VectorIndex | None = None
+    _store: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    _positions: dict | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def empty(cls, model: EmbeddingModel, method: str = "align", margin: float = 0.2, flip: bool = False) -> Gallery:
+        fingerprint = model_fingerprint(model)
+        return cls([], np.empty((0, len(fingerprint)), np.float32), [], model.name, fingerprint,
+                   tuple(model.image_size), method, margin, flip)
+
+    def build_index(self, kind: str, **params) -> None:
+        """Search through a new ``kind`` index of the current embeddings (``kerasface.faces.index``)."""
+        self.index = VectorIndex.build(self.embeddings, kind, **params)
+
+    def _rows_by_name(self) -> dict:
+        if self._positions is None or len(self._positions) != len(self.names):
+            self._positions = {n: k for k, n in enumerate(self.names)}
+        return self._positions
+
+    def position(self, name: str) -> int | None:
+        """The row of ``name``, or None."""
+        return self._rows_by_name().get(name)
+
+    def add(self, name: str, vector: np.ndarray, count: int = 1, files=()) -> bool:
+        """Enroll ``name`` with one normalised embedding, replacing an earlier one of that name;
+        True when it replaced one. The index grows without a rebuild."""
+        vector = np.asarray(vector, np.float32).reshape(-1)
+        if vector.shape != self.fingerprint.shape:
+            raise BadInputError(f"{name}: an embedding of {vector.shape[0]} values; the gallery holds "
+                                f"{self.fingerprint.shape[0]}")
+        replaced = self.position(name) is not None
+        if replaced:
+            self.remove(name)
+        n = len(self.names)
+        if self._store is None or self.embeddings.base is not self._store or len(self._store) <= n:
+            self._store = np.empty((max(2 * n, 16), vector.shape[0]), np.float32)
+            self._store[:n] = self.embeddings
+        self._store[n] = vector
+        self.embeddings = self._store[:n + 1]
+        rows = self._rows_by_name()
+        self.names.append(name)
+        rows[name] = n
+        self.counts.append(int(count))
+        self.files[name] = list(files)
+        if self.index is not None:
+            self.index.add(vector[None], [n])
+        return replaced
+
+    def remove(self, name: str) -> None:
+        """Forget ``name``; BadInputError when it is not enrolled."""
+        k = self.position(name)
+        if k is None:
+            raise BadInputError(f"{name}: no such person in the gallery")
+        self.embeddings = np.delete(self.embeddings, k, axis=0)
+        self._store = self._positions = None
+        del self.names[k], self.counts[k]
+        self.files.pop(name, None)
+        if self.index is not None:
+            self.index.remove_row(k)
 
     def save(self, path) -> None:
+        if self.index is not None and self.index.needs_compacting():
+            self.build_index(self.index.kind, **self.index.params)
         meta = {"format": GALLERY_FORMAT, "model": self.model, "image_size": list(self.image_size),
                 "method": self.method, "margin": self.margin, "flip": self.flip, "counts": list(self.counts),
                 "files": self.files}
-        arrays = {"names": np.array(self.names, dtype=str), "embeddings": self.embeddings.astype(np.float32),
-                  "fingerprint": self.fingerprint.astype(np.float32), "meta": np.array(json.dumps(meta))}
+        arrays = {"names": np.array(self.names, dtype=str), "embeddings": np.asarray(self.embeddings, np.float32),
+                  "fingerprint": self.fingerprint.astype(np.float32)}
+        if self.index is not None:
+            meta["index"] = {"kind": self.index.kind, "params": self.index.params}
+            arrays["index"], arrays["index_rows"] = self.index.to_bytes(), self.index.rows
+        arrays["meta"] = np.array(json.dumps(meta))
         atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
 
     @classmethod
@@ -86,13 +157,22 @@ class Gallery:
             with np.load(path, allow_pickle=False) as data:
                 names, embeddings = [str(n) for n in data["names"]], np.asarray(data["embeddings"], np.float32)
                 fingerprint, meta = np.asarray(data["fingerprint"], np.float32), json.loads(str(data["meta"]))
+                stored = (data["index"], data["index_rows"]) if "index" in meta else None
         except (OSError, ValueError, KeyError, EOFError) as error:
             raise BadInputError(f"{path}: not a gallery file of kerasface-identify enroll ({error})") from None
         if meta.get("format") != GALLERY_FORMAT or embeddings.shape != (len(names), len(fingerprint)):
             raise BadInputError(f"{path}: not a gallery file of kerasface-identify enroll (format "
                                 f"{meta.get('format')}, embeddings {embeddings.shape} for {len(names)} names)")
+        embeddings = embeddings.reshape(len(names), len(fingerprint))
+        index = None
+        if stored is not None:
+            index = VectorIndex.from_bytes(stored[0], meta["index"]["kind"], meta["index"]["params"], stored[1],
+                                           where=str(path))
+            if np.count_nonzero(index.rows >= 0) != len(names):
+                raise BadInputError(f"{path}: the stored index covers {np.count_nonzero(index.rows >= 0)} of "
+                                    f"{len(names)} people")
         return cls(names, embeddings, meta["counts"], meta["model"], fingerprint, tuple(meta["image_size"]),
-                   meta["method"], meta["margin"], meta["flip"], meta.get("files", {}))
+                   meta["method"], meta["margin"], meta["flip"], meta.get("files", {}), index)
 
     def check_model(self, model: EmbeddingModel, where: str = "gallery") -> None:
         """BadInputError unless ``model`` embeds the probe image as the enrolling model did."""
@@ -108,8 +188,15 @@ class Gallery:
                 f"--model {model.name} ...")
 
     def match(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each normalised row: the index of the most similar person and the cosine similarity."""
-        similarity = np.asarray(vectors, np.float32) @ self.embeddings.T
+        """For each normalised row: the index of the most similar person (-1 in an empty gallery)
+        and the cosine similarity, through the vector index when there is one, else exactly."""
+        vectors = np.asarray(vectors, np.float32)
+        if not self.names:
+            return np.full(len(vectors), -1), np.full(len(vectors), -1.0, np.float32)
+        if self.index is not None:
+            rows, scores = self.index.search(vectors, 1)
+            return rows[:, 0], scores[:, 0]
+        similarity = vectors @ self.embeddings.T
         best = np.argmax(similarity, axis=1)
         return best, similarity[np.arange(len(best)), best]
 
