@@ -1,0 +1,1 @@
+"""The HTTP face service (``kerasface-serve``): embed, verify, identify, enroll and remove people."""
