@@ -136,6 +136,7 @@ def test_enroll_identify_verify_embed_and_remove(server, photos):
     done = httpx.post(url + "/enroll", json={"name": "grace", "image": _b64(photos["grace"])})
     assert done.status_code == 200 and done.json()["people"] == 2
     assert Gallery.load(server["gallery"]).names == ["eileen", "grace"]
+    assert httpx.get(url + "/people/eileen").json() == {"name": "eileen", "photos": 2, "files": ["image 1", "image 2"]}
 
     found = httpx.post(url + "/identify", files={"image": ("pair.png", photos["pair"])}).json()["faces"]
     assert _left_to_right(found) == ["eileen", "grace"] and all(f["similarity"] > 0.9 for f in found)
@@ -184,6 +185,7 @@ def test_bad_input_gets_a_4xx_json_error_naming_the_problem(server, photos):
          "image2: no face found"),
         (httpx.post(url + "/identify", files={"image": os.urandom(50 * 2 ** 20)}), 413, "over the limit of 20 MB"),
         (httpx.delete(url + "/people/nobody"), 404, "nobody: no such person"),
+        (httpx.get(url + "/people/nobody"), 404, "nobody: no such person"),
         (httpx.post(url + "/identify", json={"image": "%%% not base64"}), 400, "image: not valid base64"),
         (httpx.post(url + "/identify", json={"picture": _b64(photos["grace"])}), 400, "image: missing"),
         (httpx.post(url + "/identify", content=b"{broken", headers={"content-type": "application/json"}), 400,

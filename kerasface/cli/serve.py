@@ -6,7 +6,7 @@
 --model: any embedding model the kit trains or exports (.keras file, run folder, SavedModel).
 --gallery: a gallery file of kerasface-identify enroll (checked against the model), or a new
 path, written at the first enrolment. Endpoints: POST /embed, /verify, /identify, /enroll,
-DELETE /people/{name}, GET /health; OpenAPI docs at /docs. Images as multipart files or base64
+GET and DELETE /people/{name}, GET /health; OpenAPI docs at /docs. Images as multipart files or base64
 JSON. The similarity threshold of /verify and /identify: --threshold, else the run report's
 verification threshold when the model is a run folder with one, else 0.35 (/health says which).
 Each enrolment and removal is written to the gallery file (atomically) before it is answered.

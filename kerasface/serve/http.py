@@ -197,6 +197,11 @@ def create_app(service: Service, max_upload_mb: float = MAX_UPLOAD_MB):
         labels = [f"image {k + 1}" for k in range(len(values))]
         return await service.enroll(names[0], [(label, _decode(v, label)) for label, v in zip(labels, values)])
 
+    @app.get("/people/{name}")
+    async def person(name: str) -> dict:
+        """An enrolled person: the number of photos and their labels (404 when not enrolled)."""
+        return service.person(name)
+
     @app.delete("/people/{name}")
     async def remove(name: str) -> dict:
         """Remove ``name`` from the gallery (404 when not enrolled)."""

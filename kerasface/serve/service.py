@@ -160,6 +160,12 @@ class Service:
             await self._on_worker(self._remove_and_save, name)
         return {"removed": name, "people": len(self.gallery.names)}
 
+    def person(self, name: str) -> dict:
+        k = self.gallery.position(name)
+        if k is None:
+            raise UnknownPersonError(f"{name}: no such person in the gallery")
+        return {"name": name, "photos": self.gallery.counts[k], "files": self.gallery.files.get(name, [])}
+
     def _remove_and_save(self, name) -> None:
         self.gallery.remove(name)
         self.gallery.save(self.gallery_path)
