@@ -88,6 +88,10 @@ def test_an_empty_gallery_matches_nobody_and_grows():
     assert gallery.names[gallery.match(unit_vectors(np.random.default_rng(7), 1, DIM))[0][0]] == "n7"
     with pytest.raises(BadInputError, match="embedding of 3 values"):
         gallery.add("short", np.ones(3))
+    with pytest.raises(BadInputError, match="has none yet: use hnsw or flat"):
+        VectorIndex.build(np.empty((0, DIM), np.float32), "ivf")
+    with pytest.raises(BadInputError, match="unknown index type 'lsh'"):
+        VectorIndex.build(np.empty((0, DIM), np.float32), "lsh")
 
 
 def test_a_damaged_index_names_the_file(vectors, tmp_path):

@@ -73,8 +73,9 @@ class VectorIndex:
         else:
             nlist = max(1, min(params["nlist"], len(vectors) // TRAINING_POINTS_PER_LIST))
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-            if len(vectors) < nlist:
-                raise BadInputError(f"an ivf index needs at least {nlist} vectors to train on, got {len(vectors)}")
+            if not len(vectors):
+                raise BadInputError("an ivf index is trained on the gallery's embeddings, and this gallery has none "
+                                    "yet: use hnsw or flat for a new gallery")
             index.train(vectors)
         built = cls(kind, params, index, np.empty(0, np.int64))
         built.configure()

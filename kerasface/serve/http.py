@@ -200,7 +200,7 @@ def create_app(service: Service, max_upload_mb: float = MAX_UPLOAD_MB):
     @app.get("/people/{name}")
     async def person(name: str) -> dict:
         """An enrolled person: the number of photos and their labels (404 when not enrolled)."""
-        return service.person(name)
+        return await service.person(name)
 
     @app.delete("/people/{name}")
     async def remove(name: str) -> dict:

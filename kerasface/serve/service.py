@@ -126,8 +126,8 @@ class Service:
         return [{**f.to_dict(), "embedding": [round(float(v), 6) for v in vector]} for f, vector in zip(faces, vectors)]
 
     async def verify(self, first: np.ndarray, second: np.ndarray) -> dict:
-        (face_a,), (a,) = await self.faces(first, "image1", largest=True)
-        (face_b,), (b,) = await self.faces(second, "image2", largest=True)
+        ((face_a,), (a,)), ((face_b,), (b,)) = await asyncio.gather(self.faces(first, "image1", largest=True),
+                                                                  self.faces(second, "image2", largest=True))
         score = float(np.dot(a, b))
         return {"score": round(score, 4), "same": bool(score >= self.threshold), "threshold": self.threshold,
                 "faces": [face_a.to_dict(), face_b.to_dict()]}
@@ -142,8 +142,8 @@ class Service:
         name = check_name(name)
         if not images:
             raise BadInputError("enroll: no image given")
-        vectors = [(await self.faces(image, label, largest=True))[1][0] for label, image in images]
-        person = l2_normalize(np.mean(vectors, axis=0, keepdims=True))[0]
+        found = await asyncio.gather(*(self.faces(image, label, largest=True) for label, image in images))
+        person = l2_normalize(np.mean([vectors[0] for _, vectors in found], axis=0, keepdims=True))[0]
         async with self.enrolling:
             replaced = await self._on_worker(self._add_and_save, name, person, [label for label, _ in images])
         return {"name": name, "photos": len(images), "replaced": replaced, "people": len(self.gallery.names)}
@@ -160,7 +160,10 @@ class Service:
             await self._on_worker(self._remove_and_save, name)
         return {"removed": name, "people": len(self.gallery.names)}
 
-    def person(self, name: str) -> dict:
+    async def person(self, name: str) -> dict:
+        return await self._on_worker(self._person, name)
+
+    def _person(self, name: str) -> dict:
         k = self.gallery.position(name)
         if k is None:
             raise UnknownPersonError(f"{name}: no such person in the gallery")
