@@ -1,11 +1,14 @@
 """A FAISS vector index over a gallery's L2-normalised embeddings, searched by inner product
 (cosine similarity).
 
-``flat``: exact search. ``ivf``: an inverted file of ``nlist`` clusters (fewer for fewer than
-39 vectors per cluster) trained on the vectors it is built from, ``nprobe`` of them searched. ``hnsw``: a graph of ``m`` links per vector,
-``ef_search`` candidates per query; it needs no training. Vectors are appended without
-rebuilding. The index keeps a gallery row per vector; a removed vector is masked out of searches
-until the index is rebuilt (``compact``). FAISS comes with the ``serve`` extra
+``flat``: exact search. ``ivf``: an inverted file of ``nlist`` clusters (fewer when there are
+fewer than 39 vectors per cluster) trained on the vectors it is built from, ``nprobe`` of them
+searched. ``hnsw``: a graph of ``m`` links per vector, ``ef_search`` candidates per query; it
+needs no training, so it grows from an empty gallery as the service's galleries do, which makes
+it the default. The search parameters were chosen with ``kerasface-benchmark-search``
+(docs/benchmarks.md). Vectors are appended without rebuilding. The index keeps a gallery row
+per vector; a removed vector is masked out of searches until the gallery rebuilds the index
+(``Gallery.save`` once a quarter of it is masked). FAISS comes with the ``serve`` extra
 (``pip install kerasface[serve]``) and is imported only when an index is made.
 """
 
@@ -19,8 +22,8 @@ from kerasface.errors import BadInputError
 
 KINDS = ("flat", "ivf", "hnsw")
 DEFAULT_KIND = "hnsw"
-DEFAULT_PARAMS = {"flat": {}, "ivf": {"nlist": 1024, "nprobe": 32},
-                  "hnsw": {"m": 32, "ef_construction": 80, "ef_search": 64}}
+DEFAULT_PARAMS = {"flat": {}, "ivf": {"nlist": 1024, "nprobe": 128},
+                  "hnsw": {"m": 32, "ef_construction": 80, "ef_search": 256}}
 TRAINING_POINTS_PER_LIST = 39
 COMPACT_FRACTION = 0.25
 
