@@ -2,6 +2,7 @@
 status 1 and no output file on bad input."""
 
 import configparser
+import hashlib
 import json
 import os
 import pickle
@@ -14,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 
+import kerasface
 from kerasface.cli import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +76,12 @@ def test_happy_path_prints_the_table_and_writes_json_and_roc(data, tmp_path, cap
         assert figures["num_pairs"] == 20 and figures["accuracy"] == 1.0 and figures["auc_cosine"] == 1.0
         assert figures["eer"] == 0.0 and figures["tar_at_far"] == {"1e-1": 1.0}  # 10 different pairs
     assert report["sets"]["lfw"]["folds"] == 2 and report["sets"]["agedb_30"]["folds"] == 10
+    record = report["provenance"]
+    assert record["kerasface_version"] == kerasface.__version__ and record["flip"] is True
+    assert record["preprocessing"] is None and record["resize_mode"] == "stretch"
+    assert record["files"]["agedb_30"] == {
+        "path": str(data / "agedb_30.bin"), "sha256": hashlib.sha256((data / "agedb_30.bin").read_bytes()).hexdigest()}
+    assert record["files"]["lfw"]["sha256"] == hashlib.sha256((data / "lfw" / "pairs.txt").read_bytes()).hexdigest()
     assert (tmp_path / "results" / "eval.roc.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in out.parent.iterdir()) == ["eval.json", "eval.roc.png"]
 

@@ -68,7 +68,7 @@ def target_formula(name, theta, norms):
     if name == "arcface":
         return arcface_formula(theta, 0.5)
     if name == "combined":
-        return np.cos(1.0 * theta + 0.5) - 0.0
+        return arcface_formula(theta, 0.5)
     if name == "magface":
         a = np.clip(norms, 10.0, 110.0)
         return arcface_formula(theta, (0.8 - 0.45) / (110.0 - 10.0) * (a - 10.0) + 0.45)
@@ -222,6 +222,20 @@ def test_arcface_easy_margin_and_combined_margin_general_case():
         np.asarray(head(EMBEDDINGS, LABELS)), expected_logits("combined", 32.0, target=target),
         atol=2e-4 * 32,
     )
+
+
+@pytest.mark.backend
+def test_combined_margin_with_m1_one_takes_arcface_fallback_and_decreases_in_theta():
+    thetas = np.linspace(0.05, 3.1, 64)
+    embeddings = np.stack([np.cos(thetas), np.sin(thetas)], axis=1).astype("float32")
+    labels = np.zeros(len(thetas), "int32")
+    for m3 in (0.0, 0.2):
+        head = CombinedMargin(1, scale=1.0, m1=1.0, m2=0.5, m3=m3)
+        head.build((None, 2))
+        head.centres.assign(np.array([[1.0], [0.0]], "float32"))
+        target = np.asarray(head(embeddings, labels))[:, 0]
+        np.testing.assert_allclose(target, arcface_formula(thetas, 0.5) - m3, atol=2e-4)
+        assert np.all(np.diff(target) < 0)
 
 
 @pytest.mark.backend

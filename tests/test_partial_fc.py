@@ -296,7 +296,7 @@ print("RESULT " + json.dumps({"one": one, "split": split}))
 
 
 def test_jax_model_parallel_splits_partial_fc_centres_across_devices(tmp_path):
-    """The recipe the README gives: keras.distribution.ModelParallel with a LayoutMap that splits
+    """The recipe docs/recognition.md gives: keras.distribution.ModelParallel with a LayoutMap that splits
     the class axis of Partial FC's centres over a 2-device mesh (each device holds half the
     centres and half their momentum); three SGD steps equal one device's."""
     import os

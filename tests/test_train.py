@@ -174,11 +174,11 @@ def test_adamw_weight_decay_zero_stays_zero():
     assert make_optimizer(OptimConfig(optimizer="sgd", weight_decay=0.0), 10).weight_decay is None
 
 
-def test_dry_run_prints_seed_parameter_counts_from_any_folder(monkeypatch, capsys, tmp_path):
+def test_dry_run_prints_paper_preset_parameter_counts_from_any_folder(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KERASFACE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sys, "argv", ["train_branches.py", "--dry-run", "--backbone", "densenet121",
-                                      "--preset", "seed", "--image-size", "32", "--demo-identities", "4",
+                                      "--preset", "paper", "--image-size", "32", "--demo-identities", "4",
                                       "--demo-images-per-identity", "2"])
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(str(REPO / "pipelines" / "train_branches.py"), run_name="__main__")
@@ -399,17 +399,31 @@ def test_predict_split_pads_the_short_last_batch_and_keeps_every_score():
     np.testing.assert_allclose(y_score, np.asarray(model(x)), atol=1e-6)
 
 
-def test_seed_undersampling_of_the_training_split_is_reported(demo_dir, tmp_path):
+def test_paper_undersampling_of_the_training_split_is_reported(demo_dir, tmp_path):
     from kerasface.train.data import load_run_data
 
     plain = load_run_data(tiny_config(demo_dir, tmp_path), progress=False)
-    data = load_run_data(tiny_config(demo_dir, tmp_path, undersample="seed"), progress=False)
+    data = load_run_data(tiny_config(demo_dir, tmp_path, undersample="paper"), progress=False)
     assert len(data.splits["train"]) < len(plain.splits["train"])
     assert len(data.splits["test"]) == len(plain.splits["test"])
     table = next(note for note in data.notes if note.startswith("undersampled"))
     assert f"{len(plain.splits['train'])} -> {len(data.splits['train'])} samples" in table
     warned = any(note.startswith("warning: undersampling kept") for note in data.notes)
     assert warned == (len(data.splits["train"]) < len(plain.splits["train"]) / 4)
+
+
+
+def test_deprecated_seed_values_map_to_paper():
+    with pytest.warns(DeprecationWarning, match="'paper'"):
+        config = TrainConfig.from_dict({"undersample": "seed", "preset": "seed"})
+    assert config.data.undersample == "paper" and config.model.preset == "paper"
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    with pytest.warns(DeprecationWarning):
+        flags = config_from_args(parser.parse_args(["--undersample", "seed", "--preset", "seed"]))
+    assert flags.data.undersample == "paper" and flags.model.preset == "paper"
 
 
 DETERMINISM = r"""
@@ -532,7 +546,24 @@ def test_attribute_results_carry_the_column_aucs(finished_run):
     assert test["mean_column_auc"] == pytest.approx(np.mean([test[k] for k in test if k.startswith("auc_")]))
 
 
-def test_compare_losses_writes_seed_004s_table(tmp_path, capsys):
+def test_loss_comparison_names_the_demo_data_without_a_machine_path(tmp_path, monkeypatch):
+    import kerasface.train.compare as compare
+
+    monkeypatch.setenv("KERASFACE_CACHE", str(tmp_path / "cache"))
+    fake = {"results": {"test": {"accuracy": 0.9, "auc_cosine": 0.95}}, "card": {"best_epoch": 1}}
+    monkeypatch.setattr(compare, "train", lambda config, log: Path(config.out) / config.run_id)
+    monkeypatch.setattr(compare, "load_run_report", lambda run_dir: fake)
+    out = compare.compare_losses(TrainConfig.from_dict({"task": "recognition"}), ["arcface"], out=tmp_path / "t",
+                                 log=lambda *_: None)
+    text = (out / "table.md").read_text()
+    dataset = json.loads((out / "table.json").read_text())["card"]["dataset"]
+    assert text.startswith("# Loss comparison\n") and f"dataset: {dataset}," in text
+    assert dataset.startswith("demo dataset demo-") and "40 identities x 20 images" in dataset
+    assert str(tmp_path) not in text and "/" not in dataset and not (tmp_path / "cache").exists()
+    assert compare.SEED_004_LOSSES == compare.COMPARED_LOSSES  # deprecated name
+
+
+def test_compare_losses_writes_the_loss_comparison_table(tmp_path, capsys):
     from kerasface.cli.compare_losses import main
 
     demo = generate_demo_dataset(tmp_path / "demo", DemoConfig(identities=16, images_per_identity=4, image_size=32,

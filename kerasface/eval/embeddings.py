@@ -29,12 +29,14 @@ DEFAULT_RESIZE = "stretch"
 
 @dataclasses.dataclass
 class EmbeddingModel:
-    """``predict``: float32 images (B, H, W, 3), RGB in [0, 255] -> (B, D) embeddings."""
+    """``predict``: float32 images (B, H, W, 3), RGB in [0, 255] -> (B, D) embeddings;
+    ``preprocessing``: the model's own record of its input (``InputPreprocessing.as_dict``), if any."""
 
     name: str
     image_size: tuple[int, int]
     resize_mode: str
     predict: Callable[[np.ndarray], np.ndarray]
+    preprocessing: dict | None = None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         out = np.asarray(self.predict(images))
@@ -81,8 +83,11 @@ def keras_embedding_model(model, name: str | None = None, image_size=None,
     if len(shape) != 4 or shape[-1] not in (3, None):
         raise BadInputError(f"{name}: the model's input has shape {shape}; expected RGB images (batch, H, W, 3)")
     size = _pick_size(name, shape[1:3], image_size)
+    from kerasface.models.preprocessing import input_preprocessing
+
+    record = input_preprocessing(model, name)
     return EmbeddingModel(name, size, resize_mode or DEFAULT_RESIZE,
-                          lambda x: np.asarray(model.predict_on_batch(x)))
+                          lambda x: np.asarray(model.predict_on_batch(x)), record.as_dict() if record else None)
 
 
 def _savedmodel_embedding_model(folder: Path, image_size, resize_mode) -> EmbeddingModel:

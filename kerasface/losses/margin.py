@@ -28,10 +28,11 @@ targets. ``sample_rate=1.0`` keeps every class (no sampling): loss and gradients
 full head's. A Partial FC head stores its centres class-major, shape (num_classes,
 embedding_dim) as insightface's ``PartialFC_V2.weight``, so a step gathers whole rows (on
 TensorFlow the gradient is then ``IndexedSlices`` of the sampled rows; a column gather of the
-(embedding_dim, num_classes) weight and its gradient cost ten times more on CPU). All centres
-stay one weight, updated by the optimizer as usual (the gradient is zero outside the sampled
-rows; momentum and weight decay still touch every row); the saving is the (B, C) logits and
-the three B x C x D matmuls of a step, which become B x num_sample. Without labels (inference)
+(embedding_dim, num_classes) weight and its gradient costs far more on CPU; see
+docs/benchmarks.md, "Partial FC"). All centres stay one weight, updated by the optimizer as
+usual (the gradient is zero outside the sampled rows; momentum and weight decay still touch
+every row); the saving is the (B, C) logits and the three B x C x D matmuls of a step, which
+become B x num_sample. Without labels (inference)
 every head gives ``s * cos_j`` for all classes, Partial FC or not.
 """
 
@@ -290,7 +291,9 @@ class CombinedMargin(MarginHead):
     """Combined margin (insightface): target ``s * (cos(m1 theta + m2) - m3)``.
 
     m1 = SphereFace's multiplicative, m2 = ArcFace's additive angular, m3 = CosFace's additive
-    cosine margin; no fallback where ``m1 theta + m2 > pi``.
+    cosine margin. With m1 = 1 the angular part takes ArcFace's fallback where ``theta + m2 > pi``
+    (``cos theta - m2 sin m2``, as arcface_torch's ``CombinedMarginLoss``), so the target keeps
+    decreasing in theta; with m1 != 1 the formula is used as it stands (insightface's original).
     """
 
     def __init__(
@@ -301,6 +304,8 @@ class CombinedMargin(MarginHead):
         self.m1, self.m2, self.m3 = float(m1), float(m2), float(m3)
 
     def target(self, cos, norms, training=None):
+        if self.m1 == 1.0:
+            return arc_margin(cos, self.m2) - self.m3
         return ops.cos(self.m1 * ops.arccos(clip_cosine(cos)) + self.m2) - self.m3
 
     def get_config(self):

@@ -1,4 +1,4 @@
-"""The multi-task model of seed 000 (plan B): a shared trunk, an identity embedding, one head
+"""The multi-task model: a shared trunk, an identity embedding, one head
 per attribute, and per attribute an adversary on the identity embedding behind a gradient
 reversal, so that the embedding carries as little attribute information as it can.
 

@@ -5,7 +5,7 @@ verified on identities it never saw.
   ``combined``, ``magface``, ``adaface``): the training model is
   ``(images, labels) -> backbone -> embedding -> head(embedding, labels) -> logits`` with
   softmax cross-entropy; ``focal+normface`` and ``ohem+normface`` put the focal or OHEM loss
-  over a head's logits (seed 004). ``loss_kwargs {"sample_rate": 0.1}`` trains the head with
+  over a head's logits. ``loss_kwargs {"sample_rate": 0.1}`` trains the head with
   Partial FC (``kerasface.losses.margin``): its logits hold the target in column 0, so the
   loss and accuracy are given label 0 (accuracy is then among the sampled classes).
 - Metric losses (``triplet``, ``contrastive``): the training model is the embedding model,
@@ -52,9 +52,9 @@ def parse_loss(name: str) -> tuple[str | None, str | None]:
 
 def demo_loss_kwargs(loss: str) -> dict:
     """Margin-head options for a demo run's few training identities (about 60, where ArcFace's
-    s=64, m=0.5 were chosen for thousands): every head at scale 16 and ArcFace at margin 0.3.
-    Measured on the demo data (iresnet18, 40 px, 5 epochs): test verification AUC 0.955, where
-    s=64, m=0.5 stayed at 0.68 after 6 epochs with training accuracy 0. Metric losses: none."""
+    s=64, m=0.5 were chosen for thousands): every head at scale 16 and ArcFace at margin 0.3,
+    at which the demo learns and at s=64 it does not (docs/benchmarks.md, "Recognition demo").
+    Metric losses: none."""
     _, head = parse_loss(loss)
     if head is None:
         return {}

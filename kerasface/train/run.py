@@ -226,7 +226,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         "deterministic": config.runtime.deterministic,
         "image_size": config.data.image_size,
         "views": config.data.views,
-        "head": config.model.head if config.model.preset != "seed" else "concat (seed preset)",
+        "head": config.model.head if config.model.preset != "paper" else "concat (paper preset)",
         "seed": config.seed,
         "dataset": data.spec.source,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
