@@ -112,3 +112,55 @@ def test_benchmark_rows_cover_each_index_and_setting():
     assert [(r["index"], r["params"].get("ef_search")) for r in rows] == [("flat", None), ("hnsw", 8), ("hnsw", 64)]
     assert rows[0]["recall_at_1"] == 1.0 and all(0 <= r["recall_at_1"] <= 1 and r["p99_ms"] >= r["p50_ms"] for r in rows)
     assert rows[2]["recall_at_1"] >= rows[1]["recall_at_1"]
+
+
+def test_changes_persist_in_a_journal_that_load_replays(vectors, tmp_path, monkeypatch):
+    from kerasface.faces import gallery as gallery_module
+    from kerasface.faces.gallery import journal_path
+
+    path, journal = tmp_path / "g.npz", journal_path(tmp_path / "g.npz")
+    gallery = _gallery(vectors[:50])
+    gallery.build_index("hnsw")
+    gallery.persist(path, "p0")
+    assert path.is_file() and not journal.exists()
+    snapshot = path.read_bytes()
+    gallery.add("new", vectors[60], count=3, files=["x.jpg"])
+    gallery.persist(path, "new")
+    gallery.remove("p1")
+    gallery.persist(path, "p1")
+    gallery.add("p2", vectors[61])
+    gallery.persist(path, "p2")
+    assert path.read_bytes() == snapshot and len(journal.read_text().splitlines()) == 4
+
+    loaded = Gallery.load(path)
+    assert loaded.names == gallery.names and loaded.counts == gallery.counts and loaded.files["new"] == ["x.jpg"]
+    np.testing.assert_array_equal(loaded.embeddings, gallery.embeddings)
+    assert loaded.names[loaded.match(vectors[61:62])[0][0]] == "p2"
+
+    with open(journal, "a") as fh:
+        fh.write('{"add": "torn", "count": 1, "fi')
+    assert Gallery.load(path).names == gallery.names
+    reopened = Gallery.load(path)
+    reopened.add("after", vectors[62])
+    reopened.persist(path, "after")
+    assert Gallery.load(path).names == gallery.names + ["after"]
+
+    stale = journal.read_bytes()
+    reopened.save(path)
+    assert not journal.exists()
+    journal.write_bytes(stale)
+    assert Gallery.load(path).names == reopened.names
+
+    monkeypatch.setattr(gallery_module, "JOURNAL_LIMIT", 1)
+    fresh = Gallery.load(path)
+    for name in ("a", "b"):
+        fresh.add(name, vectors[70])
+        fresh.persist(path, name)
+    assert Gallery.load(path).names == fresh.names and not journal.exists()
+    fresh.add("c", vectors[71])
+    fresh.persist(path, "c")
+    assert len(journal.read_text().splitlines()) == 2 and Gallery.load(path).names == fresh.names
+
+    journal.write_text(journal.read_text().splitlines()[0] + "\nnot json\n{}\n")
+    with pytest.raises(BadInputError, match="g.npz.journal: line 2 is not a gallery change"):
+        Gallery.load(path)

@@ -12,12 +12,21 @@ A gallery searched through a vector index (``kerasface.faces.index``, FAISS) kee
 the same file, so that loading a gallery of millions of people does not rebuild it. People are
 added and removed in place (``add``, ``remove``); ``save`` writes the whole file under a
 temporary name and renames it, so the file on disk is always a complete gallery.
+
+``persist`` makes one such change durable without rewriting a large file: it appends it to a
+journal beside the gallery (``gallery.npz.journal``, one JSON line per change, flushed to disk)
+that ``load`` replays; the journal names the snapshot it continues, so a journal left by an
+interrupted rewrite, or beside a file replaced since, is ignored, and a line cut short by a kill
+is dropped (and cut off before the next one is written). Every ``JOURNAL_LIMIT`` changes the whole file is rewritten and the journal removed.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +42,8 @@ from kerasface.fileio import atomic_write
 from kerasface.progress import progress_bar
 
 GALLERY_FORMAT = 1
+JOURNAL_SUFFIX = ".journal"
+JOURNAL_LIMIT = 1000
 FINGERPRINT_MIN_COSINE = 0.999
 EMBED_BATCH = 8
 
@@ -77,6 +88,8 @@ class Gallery:
     index: VectorIndex | None = None
     _store: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
     _positions: dict | None = dataclasses.field(default=None, repr=False, compare=False)
+    _snapshot: str | None = dataclasses.field(default=None, repr=False, compare=False)
+    _journaled: int = dataclasses.field(default=0, repr=False, compare=False)
 
     @classmethod
     def empty(cls, model: EmbeddingModel, method: str = "align", margin: float = 0.2, flip: bool = False) -> Gallery:
@@ -145,8 +158,63 @@ class Gallery:
         if self.index is not None:
             meta["index"] = {"kind": self.index.kind, "params": self.index.params}
             arrays["index"], arrays["index_rows"] = self.index.to_bytes(), self.index.rows
+        snapshot = uuid.uuid4().hex
+        meta["snapshot"] = snapshot
         arrays["meta"] = np.array(json.dumps(meta))
         atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
+        self._snapshot, self._journaled = snapshot, 0
+        journal_path(path).unlink(missing_ok=True)
+
+    def persist(self, path, name: str) -> None:
+        """Make the last change to ``name`` (enrolled, replaced or removed in memory) durable in
+        the gallery file ``path``: a journal line, or the whole file when it has no snapshot of
+        this gallery yet or the journal is full."""
+        path = Path(path)
+        if self._snapshot is None or self._journaled >= JOURNAL_LIMIT or not path.is_file():
+            self.save(path)
+            return
+        k = self.position(name)
+        change = {"remove": name} if k is None else {
+            "add": name, "count": self.counts[k], "files": self.files.get(name, []),
+            "vector": base64.b64encode(np.asarray(self.embeddings[k], "<f4").tobytes()).decode()}
+        journal, line = journal_path(path), json.dumps(change) + "\n"
+        if self._journaled == 0:
+            header = json.dumps({"snapshot": self._snapshot}) + "\n"
+            atomic_write(journal, lambda fh: fh.write(header + line))
+        else:
+            with open(journal, "r+b") as fh:
+                data = fh.read()
+                fh.seek(data.rfind(b"\n") + 1)
+                fh.truncate()
+                fh.write(line.encode("utf-8"))
+                fh.flush()
+                os.fsync(fh.fileno())
+        self._journaled += 1
+
+    def _replay(self, path: Path) -> None:
+        journal = journal_path(path)
+        if not journal.is_file():
+            return
+        lines = journal.read_text(encoding="utf-8").split("\n")
+        complete = lines[:-1]
+        try:
+            header = json.loads(complete[0]) if complete else {}
+        except ValueError:
+            header = {}
+        if header.get("snapshot") != self._snapshot:
+            return
+        for number, line in enumerate(complete[1:], start=2):
+            try:
+                change = json.loads(line)
+                if "remove" in change:
+                    if self.position(change["remove"]) is not None:
+                        self.remove(change["remove"])
+                else:
+                    vector = np.frombuffer(base64.b64decode(change["vector"]), "<f4")
+                    self.add(change["add"], vector, change["count"], change["files"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise BadInputError(f"{journal}: line {number} is not a gallery change ({error})") from None
+        self._journaled = len(complete) - 1
 
     @classmethod
     def load(cls, path) -> Gallery:
@@ -171,8 +239,11 @@ class Gallery:
             if np.count_nonzero(index.rows >= 0) != len(names):
                 raise BadInputError(f"{path}: the stored index covers {np.count_nonzero(index.rows >= 0)} of "
                                     f"{len(names)} people")
-        return cls(names, embeddings, meta["counts"], meta["model"], fingerprint, tuple(meta["image_size"]),
-                   meta["method"], meta["margin"], meta["flip"], meta.get("files", {}), index)
+        gallery = cls(names, embeddings, meta["counts"], meta["model"], fingerprint, tuple(meta["image_size"]),
+                      meta["method"], meta["margin"], meta["flip"], meta.get("files", {}), index)
+        gallery._snapshot = meta.get("snapshot")
+        gallery._replay(path)
+        return gallery
 
     def check_model(self, model: EmbeddingModel, where: str = "gallery") -> None:
         """BadInputError unless ``model`` embeds the probe image as the enrolling model did."""
@@ -199,6 +270,12 @@ class Gallery:
         similarity = vectors @ self.embeddings.T
         best = np.argmax(similarity, axis=1)
         return best, similarity[np.arange(len(best)), best]
+
+
+def journal_path(path) -> Path:
+    """The journal of changes beside the gallery file ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + JOURNAL_SUFFIX)
 
 
 def gallery_files(folder) -> list[str]:

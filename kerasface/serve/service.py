@@ -1,9 +1,10 @@
 """The state behind the HTTP service: one embedding model, one MTCNN detector and one gallery,
 used from one worker thread; detection and embedding batched across concurrent requests.
 
-Enrolments and removals are serialised: each changes the gallery and writes it to disk
-(atomically, ``Gallery.save``) before it is acknowledged, so an acknowledged enrolment survives
-the process being killed, and the file is a complete gallery at every moment.
+Enrolments and removals are serialised: each changes the gallery and is made durable
+(``Gallery.persist``: a journal line flushed to disk, or the whole file written under a
+temporary name and renamed) before it is acknowledged, so an acknowledged enrolment survives
+the process being killed, and the gallery on disk is complete at every moment.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class Service:
 
     def _add_and_save(self, name, vector, labels) -> bool:
         replaced = self.gallery.add(name, vector, count=len(labels), files=labels)
-        self.gallery.save(self.gallery_path)
+        self.gallery.persist(self.gallery_path, name)
         return replaced
 
     async def remove(self, name: str) -> dict:
@@ -171,7 +172,7 @@ class Service:
 
     def _remove_and_save(self, name) -> None:
         self.gallery.remove(name)
-        self.gallery.save(self.gallery_path)
+        self.gallery.persist(self.gallery_path, name)
 
     def health(self) -> dict:
         out = {"status": "ok", "model": self.model.name, "image_size": list(self.model.image_size),
