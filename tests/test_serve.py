@@ -266,5 +266,6 @@ def test_killed_during_enrolment_the_gallery_stays_valid_and_keeps_every_acknowl
     found = httpx.post(url + "/identify", files={"image": photos["grace"]}).json()["faces"]
     assert [f["name"] for f in found] == ["grace"]
     assert health["index"]["kind"] == "hnsw"
-    assert httpx.post(url + "/enroll", json={"name": "after-restart", "image": _b64(photos["grace"])}).status_code == 200
+    answer = httpx.post(url + "/enroll", json={"name": "after-restart", "image": _b64(photos["grace"])})
+    assert answer.status_code == 200
     assert Gallery.load(server["gallery"]).names == gallery.names + ["after-restart"]

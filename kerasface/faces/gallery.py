@@ -17,7 +17,8 @@ temporary name and renames it, so the file on disk is always a complete gallery.
 journal beside the gallery (``gallery.npz.journal``, one JSON line per change, flushed to disk)
 that ``load`` replays; the journal names the snapshot it continues, so a journal left by an
 interrupted rewrite, or beside a file replaced since, is ignored, and a line cut short by a kill
-is dropped (and cut off before the next one is written). Every ``JOURNAL_LIMIT`` changes the whole file is rewritten and the journal removed.
+is dropped (and cut off before the next one is written). Every ``JOURNAL_LIMIT`` changes the
+whole file is rewritten and the journal removed.
 """
 
 from __future__ import annotations
