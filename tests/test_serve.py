@@ -202,6 +202,17 @@ def test_bad_input_gets_a_4xx_json_error_naming_the_problem(server, photos):
     assert httpx.get(url + "/health").json()["people"] == 2
 
 
+def test_threshold_given_else_calibrated_else_the_default(tmp_path):
+    from kerasface.serve.service import pick_threshold
+
+    assert pick_threshold(tmp_path / "model.keras", None)[0] == 0.35
+    assert "no calibrated threshold" in pick_threshold(tmp_path / "model.keras", None)[1]
+    (tmp_path / "report.json").write_text('{"results": {"test": {"threshold": 0.4}}}')
+    threshold, where = pick_threshold(tmp_path, None)
+    assert threshold == pytest.approx(0.8) and "report.json: test threshold 0.400" in where
+    assert pick_threshold(tmp_path, 0.5) == (0.5, "--threshold (the run report's 0.800 overridden)")
+
+
 def test_batcher_gathers_concurrent_requests_into_one_call():
     from concurrent.futures import ThreadPoolExecutor
 

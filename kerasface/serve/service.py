@@ -49,9 +49,12 @@ class Settings:
 
 
 def pick_threshold(model_source, given: float | None) -> tuple[float, str]:
-    """(similarity threshold, where it came from): ``given``, else the run report's, else the default."""
+    """(similarity threshold, where it came from): ``given`` (as the identify app's --threshold),
+    else the run report's calibrated one, else the default."""
     if given is not None:
-        return float(given), "--threshold"
+        found = report_threshold(model_source)
+        overridden = f" (the run report's {found[0]:.3f} overridden)" if found is not None else ""
+        return float(given), "--threshold" + overridden
     found = report_threshold(model_source)
     if found is not None:
         return found
