@@ -9,11 +9,13 @@ path, written at the first enrolment. Endpoints: POST /embed, /verify, /identify
 GET and DELETE /people/{name}, GET /health; OpenAPI docs at /docs. Images as multipart files or base64
 JSON. The similarity threshold of /verify and /identify: --threshold, else the run report's
 verification threshold when the model is a run folder with one, else 0.35 (/health says which).
-Each enrolment and removal is written to the gallery file (atomically) before it is answered.
+Each enrolment and removal is on disk (the gallery file or its journal) before it is answered.
+Images of more than 64 megapixels are refused (OPENCV_IO_MAX_IMAGE_PIXELS, unless set).
 Needs the serve extra: pip install 'kerasface[serve]'.
 """
 
 import argparse
+import os
 import sys
 
 from kerasface.cli.common import add_debug_argument, cli_main, positive_float, positive_int
@@ -39,6 +41,9 @@ def main(argv=None) -> int:
     add_debug_argument(parser)
     args = parser.parse_args(argv)
 
+    from kerasface.serve import MAX_IMAGE_PIXELS
+
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
     from kerasface.errors import BadInputError
     from kerasface.serve.http import EXTRA_HINT, create_app
     from kerasface.serve.service import Service, Settings
