@@ -204,6 +204,39 @@ def test_bad_input_gets_a_4xx_json_error_naming_the_problem(server, photos):
     assert httpx.get(url + "/health").json()["status"] == "ok"
 
 
+def test_a_body_without_length_over_the_limit_gets_413(server):
+    def chunks():
+        for _ in range(30):
+            yield b"x" * 2 ** 20
+
+    answer = httpx.post(server["url"] + "/identify", content=chunks(), headers={"content-type": "application/json"})
+    assert "content-length" not in answer.request.headers
+    assert answer.status_code == 413 and "over the limit" in answer.json()["error"]
+    assert httpx.get(server["url"] + "/health").json()["status"] == "ok"
+
+
+def test_load_test_checks_every_acknowledged_enrolment_and_cleans_up(server, photos):
+    from kerasface.serve.load_test import load_test
+
+    before = httpx.get(server["url"] + "/health").json()["people"]
+    result = asyncio.run(load_test(server["url"], photos["grace"], clients=2, seconds=2, enroll_fraction=0.5))
+    assert result["requests"] == result["identify"]["requests"] + result["enroll"]["requests"] > 0
+    assert result["all"]["errors"] == 0 and result["enrolments"]["missing"] == []
+    assert result["enrolments"]["removed_after"] == result["enrolments"]["acknowledged"]
+    assert httpx.get(server["url"] + "/health").json()["people"] == before
+
+
+def test_commands_refuse_bad_arguments_with_one_error_line(tmp_path, capsys):
+    from kerasface.cli.load_test_serve import main as load_test_main
+    from kerasface.cli.serve import main as serve_main
+
+    assert load_test_main(["--url", "http://10.0.0.1:8000", "--seconds", "1"]) == 1
+    assert "only targets a service on this machine" in capsys.readouterr().err
+    assert serve_main(["--model", str(tmp_path / "missing.keras"), "--gallery", str(tmp_path / "g.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.keras: no such model file" in err and "Traceback" not in err
+
+
 def test_threshold_given_else_calibrated_else_the_default(tmp_path):
     from kerasface.serve.service import pick_threshold
 
