@@ -237,6 +237,26 @@ def test_commands_refuse_bad_arguments_with_one_error_line(tmp_path, capsys):
     assert err.startswith("error: ") and "missing.keras: no such model file" in err and "Traceback" not in err
 
 
+def test_a_change_that_cannot_be_written_is_undone(tmp_path):
+    from types import SimpleNamespace
+
+    from kerasface.faces.gallery import Gallery
+    from kerasface.faces.search_benchmark import unit_vectors
+    from kerasface.serve.service import Service
+
+    vectors = unit_vectors(np.random.default_rng(0), 4, 16)
+    gallery = Gallery(["a", "b"], vectors[:2].copy(), [1, 1], "model", vectors[3], (112, 112))
+    gallery.build_index("flat")
+    state = SimpleNamespace(gallery=gallery, gallery_path=tmp_path / "no-such-folder" / "g.npz")
+    for name, change in (("a", lambda: gallery.add("a", vectors[2])), ("c", lambda: gallery.add("c", vectors[2])),
+                         ("b", lambda: gallery.remove("b"))):
+        with pytest.raises(OSError):
+            Service.change_durably(state, name, change)
+        assert sorted(gallery.names) == ["a", "b"]
+    rows, scores = gallery.match(vectors[:3])
+    assert [gallery.names[r] for r in rows[:2]] == ["a", "b"] and scores[2] < 0.9
+
+
 def test_threshold_given_else_calibrated_else_the_default(tmp_path):
     from kerasface.serve.service import pick_threshold
 

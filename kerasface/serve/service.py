@@ -103,8 +103,8 @@ class Service:
         self.enrolling = asyncio.Lock()
         self.detections.start()
         self.embeddings.start()
-        await asyncio.get_running_loop().run_in_executor(self.worker, self._embed,
-                                                         [np.zeros((*self.model.image_size, 3), np.float32)])
+        await self._on_worker(self.detector.detect, [np.zeros((64, 64, 3), np.uint8)])
+        await self._on_worker(self._embed, [np.zeros((*self.model.image_size, 3), np.float32)])
 
     async def stop(self) -> None:
         await self.detections.stop()
@@ -149,20 +149,34 @@ class Service:
         found = await asyncio.gather(*(self.faces(image, label, largest=True) for label, image in images))
         person = l2_normalize(np.mean([vectors[0] for _, vectors in found], axis=0, keepdims=True))[0]
         async with self.enrolling:
-            replaced = await self._on_worker(self._add_and_save, name, person, [label for label, _ in images])
-        return {"name": name, "photos": len(images), "replaced": replaced, "people": len(self.gallery.names)}
+            replaced, people = await self._on_worker(
+                self.change_durably, name,
+                lambda: self.gallery.add(name, person, count=len(images), files=[label for label, _ in images]))
+        return {"name": name, "photos": len(images), "replaced": replaced, "people": people}
 
-    def _add_and_save(self, name, vector, labels) -> bool:
-        replaced = self.gallery.add(name, vector, count=len(labels), files=labels)
-        self.gallery.persist(self.gallery_path, name)
-        return replaced
+    def change_durably(self, name: str, change) -> tuple:
+        """``change()`` (an add or remove of ``name``) made durable (``Gallery.persist``): its result and
+        the number of people; when writing fails, the gallery in memory is put back as it was."""
+        k = self.gallery.position(name)
+        earlier = None if k is None else (self.gallery.embeddings[k].copy(), self.gallery.counts[k],
+                                          list(self.gallery.files.get(name, [])))
+        result = change()
+        try:
+            self.gallery.persist(self.gallery_path, name)
+        except BaseException:
+            if self.gallery.position(name) is not None:
+                self.gallery.remove(name)
+            if earlier is not None:
+                self.gallery.add(name, *earlier)
+            raise
+        return result, len(self.gallery.names)
 
     async def remove(self, name: str) -> dict:
         async with self.enrolling:
             if self.gallery.position(name) is None:
                 raise UnknownPersonError(f"{name}: no such person in the gallery")
-            await self._on_worker(self._remove_and_save, name)
-        return {"removed": name, "people": len(self.gallery.names)}
+            _, people = await self._on_worker(self.change_durably, name, lambda: self.gallery.remove(name))
+        return {"removed": name, "people": people}
 
     async def person(self, name: str) -> dict:
         return await self._on_worker(self._person, name)
@@ -172,10 +186,6 @@ class Service:
         if k is None:
             raise UnknownPersonError(f"{name}: no such person in the gallery")
         return {"name": name, "photos": self.gallery.counts[k], "files": self.gallery.files.get(name, [])}
-
-    def _remove_and_save(self, name) -> None:
-        self.gallery.remove(name)
-        self.gallery.persist(self.gallery_path, name)
 
     def health(self) -> dict:
         out = {"status": "ok", "model": self.model.name, "image_size": list(self.model.image_size),
