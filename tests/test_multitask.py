@@ -341,7 +341,7 @@ def test_multitask_partial_fc_trains_each_sample_against_its_target_column():
         assert np.isfinite(loss)
         if sample_rate == 1.0:
             embeddings = np.asarray(predictor_model(model)(x)["embedding"], np.float64)
-            centres = np.asarray(model.get_layer("margin_head").centre_columns(), np.float64)
+            centres = np.asarray(model.get_layer("margin_head").head.centre_columns(), np.float64)
             cos = (embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)) @ (
                 centres / np.linalg.norm(centres, axis=0, keepdims=True))
             logits = 16.0 * cos
