@@ -18,6 +18,10 @@ the LFW 10-fold protocol, ROC AUC by cosine and euclidean distance); the best ch
 validation AUC is kept. The run folder holds the report (results.test: accuracy, auc_cosine,
 auc_euclidean, eer, TAR@FAR) and model.keras, the embedding model without its head, which
 pipelines/export.py exports with an image-in, embedding-out signature.
+
+--init MODEL.keras fine-tunes an embedding model made before (kerasface-import-model's import of
+an insightface model, or an earlier run's folder) under a new margin head; --image-size and
+--embedding-dim must be the model's.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ def demo_defaults(config) -> dict:
     return {**DEMO_DEFAULTS, "loss_kwargs": demo_loss_kwargs(config.model.loss)}
 
 
+def add_arguments(parser) -> None:
+    parser.add_argument("--init", metavar="MODEL",
+                        help="embedding model to fine-tune: a .keras file (kerasface-import-model) or a run folder")
+
+
 @cli_main
 def main(argv=None) -> int:
-    return training_command(argv, __doc__, DEFAULTS, demo_defaults)
+    return training_command(argv, __doc__, DEFAULTS, demo_defaults, add_arguments=add_arguments)

@@ -26,7 +26,12 @@ import numpy as np
 from kerasface.eval.pairs import PairSet, contiguous_folds
 from kerasface.eval.verification import evaluate as verify, l2_normalize
 import kerasface.losses  # noqa: F401  (registers the heads and losses)
-from kerasface.models.embedding import EMBEDDING_LAYER, build_embedding_model, build_margin_model
+from kerasface.models.embedding import (
+    EMBEDDING_LAYER,
+    build_embedding_model,
+    build_margin_model,
+    load_embedding_model,
+)
 from kerasface.registry import LOSSES, TASKS
 from kerasface.train.tasks import Task, predict_split
 
@@ -142,6 +147,8 @@ class RecognitionTask(Task):
 
     def build_embedding_model(self) -> keras.Model:
         size = self.config.data.image_size
+        if self.config.model.init:
+            return load_embedding_model(self.config.model.init, (size, size, 3), self.config.model.embedding_dim)
         return build_embedding_model(self.config.model.backbone, (size, size, 3), self.config.model.embedding_dim,
                                      **self.config.model.backbone_kwargs)
 
