@@ -2,7 +2,8 @@
 
     kerasface-evaluate --model PATH --pairs PATH [PATH ...] --out FILE.json [--flip]
 
---model: a .keras file, a run folder (its model.keras) or a SavedModel folder (serving_default).
+--model: a .keras file, a run folder (its model.keras), a SavedModel folder (serving_default) or an
+ONNX / LiteRT file (.onnx, .tflite: kerasface-export --format onnx / litert).
 --pairs: LFW pairs.txt (images under --images, default the file's folder or its images/
 sub-folder), insightface .bin files (lfw.bin, cfp_fp.bin, agedb_30.bin) or CSVs
 (path1,path2,same). Accuracy is insightface's: 10 folds in file order, threshold on squared
@@ -54,7 +55,7 @@ def results_table(results: dict) -> str:
 @cli_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help=".keras file, run folder or SavedModel folder")
+    parser.add_argument("--model", required=True, help=".keras file, run folder, SavedModel folder, .onnx or .tflite file")
     parser.add_argument("--pairs", required=True, nargs="+", help="pairs.txt, .bin or pairs CSV files")
     parser.add_argument("--images", help="image root of pairs.txt files (default: the file's folder, or its "
                                          "images/ sub-folder)")
