@@ -10,6 +10,7 @@ import pytest
 from skimage import data as skdata
 
 import arcface_torch_files as files
+from conftest import only_error_line
 from kerasface.cli.export import main as export_main
 from kerasface.eval.embeddings import extract_embeddings
 from kerasface.export import portable
@@ -18,12 +19,6 @@ from kerasface.interop import import_model
 from kerasface.saving import load_model
 
 SIZE = 32
-
-
-def _error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +45,7 @@ def test_onnx_export_is_kept_only_when_it_agrees_and_evaluation_reads_it(importe
         patch.setitem(portable.CHECKS, "none", Check(relative_max_abs=-1.0, mean_cosine=1.0))
         before = snapshot(tmp_path)
         assert export_main(argv) == 1
-        assert "differs from the Keras model" in _error_line(capsys.readouterr().err)
+        assert "differs from the Keras model" in only_error_line(capsys.readouterr().err)
         assert snapshot(tmp_path) == before
     assert export_main(argv) == 0
     figures = json.loads((tmp_path / "r18.onnx.json").read_text())
@@ -67,7 +62,7 @@ def test_onnx_export_is_kept_only_when_it_agrees_and_evaluation_reads_it(importe
     np.testing.assert_allclose(extract_embeddings(out, paths, progress=False),
                                extract_embeddings(model_path, paths, progress=False), atol=1e-5)
     assert export_main(argv) == 1
-    assert "r18.onnx: exists" in _error_line(capsys.readouterr().err)
+    assert "r18.onnx: exists" in only_error_line(capsys.readouterr().err)
 
 
 def test_litert_int8_export_is_calibrated_and_checked(imported, tmp_path, capsys):
@@ -76,7 +71,7 @@ def test_litert_int8_export_is_calibrated_and_checked(imported, tmp_path, capsys
     argv = ["--model", str(model_path), "--format", "litert", "--images", str(photos), "--out", str(out),
             "--quantize", "int8"]
     assert export_main(argv) == 1
-    assert "int8 quantization needs calibration images" in _error_line(capsys.readouterr().err)
+    assert "int8 quantization needs calibration images" in only_error_line(capsys.readouterr().err)
     assert not out.exists()
     assert export_main([*argv, "--calibration", str(photos)]) == 0
     figures = json.loads((tmp_path / "r18.tflite.json").read_text())

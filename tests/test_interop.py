@@ -17,6 +17,7 @@ import pytest
 from skimage import data as skdata
 
 import arcface_torch_files as files
+from conftest import only_error_line
 from kerasface.cli.import_model import main as import_main
 from kerasface.errors import BadInputError
 from kerasface.interop import import_model, import_with_layout
@@ -48,11 +49,6 @@ def agreement(model, path, images):
     cosine = np.sum(ours * theirs, 1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
     return float(np.max(np.abs(ours - theirs))), float(np.min(cosine))
 
-
-def _error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    return lines[0]
 
 
 LAYOUTS = {
@@ -145,7 +141,7 @@ def test_a_pickle_that_runs_code_is_refused_without_running(tmp_path, capsys, sn
     assert not marker.exists()
     before = snapshot(tmp_path)
     assert import_main([str(evil), "--out", str(tmp_path / "m.keras")]) == 1
-    assert "refused" in _error_line(capsys.readouterr().err)
+    assert "refused" in only_error_line(capsys.readouterr().err)
     assert not marker.exists() and snapshot(tmp_path) == before
     # an arbitrary class of the training code is refused just the same
     other = tmp_path / "class.pt"
@@ -182,7 +178,7 @@ def test_state_dict_that_does_not_map_is_refused_by_name(tmp_path, capsys, snaps
     pt = files.write_state_dict(_mutated(iresnet18_state, change), tmp_path / "bad.pt")
     before = snapshot(tmp_path)
     assert import_main([str(pt), "--out", str(tmp_path / "out.keras")]) == 1
-    line = _error_line(capsys.readouterr().err)
+    line = only_error_line(capsys.readouterr().err)
     assert "bad.pt" in line
     assert re.search(message, line), line
     assert snapshot(tmp_path) == before
@@ -224,7 +220,7 @@ def test_onnx_files_that_do_not_map_are_refused_by_name(tmp_path, capsys, snapsh
         before = snapshot(tmp_path)
         extra = ["--backbone", "mobilefacenet"] if path == good else []
         assert import_main([str(path), "--out", str(tmp_path / "out.keras"), *extra]) == 1
-        line = _error_line(capsys.readouterr().err)
+        line = only_error_line(capsys.readouterr().err)
         assert message in line, line
         assert snapshot(tmp_path) == before
 
@@ -233,17 +229,17 @@ def test_not_a_state_dict_zip_and_existing_output_are_refused(tmp_path, capsys):
     legacy = tmp_path / "legacy.pt"
     legacy.write_bytes(pickle.dumps({"w": 1}))
     assert import_main([str(legacy), "--out", str(tmp_path / "a.keras")]) == 1
-    assert "legacy.pt: not a torch.save zip file" in _error_line(capsys.readouterr().err)
+    assert "legacy.pt: not a torch.save zip file" in only_error_line(capsys.readouterr().err)
     script = tmp_path / "script.pt"
     with zipfile.ZipFile(script, "w") as z:
         z.writestr("script/data.pkl", pickle.dumps(collections.OrderedDict(), protocol=2))
         z.writestr("script/constants.pkl", b"")
     assert import_main([str(script), "--out", str(tmp_path / "a.keras")]) == 1
-    assert "a TorchScript archive" in _error_line(capsys.readouterr().err)
+    assert "a TorchScript archive" in only_error_line(capsys.readouterr().err)
     taken = tmp_path / "taken.keras"
     taken.write_text("keep")
     assert import_main([str(legacy), "--out", str(taken)]) == 1
-    assert "taken.keras: exists" in _error_line(capsys.readouterr().err)
+    assert "taken.keras: exists" in only_error_line(capsys.readouterr().err)
     assert taken.read_text() == "keep" and not (tmp_path / "a.keras").exists()
 
 
