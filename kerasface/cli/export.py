@@ -29,14 +29,14 @@ FORMATS = ("savedmodel", "onnx", "litert")
 
 
 def folder_images(folder, limit: int | None = None) -> list[str]:
-    """The image files of ``folder`` and its sub-folders, sorted, at most ``limit``."""
-    from kerasface.data.decode import is_image_name
+    """The image files below ``folder`` (``kerasface.faces.imread.list_photos``), at most ``limit``."""
     from kerasface.errors import BadInputError
+    from kerasface.faces.imread import list_photos
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such image folder")
-    paths = sorted(str(p) for p in folder.rglob("*") if p.is_file() and is_image_name(p.name))
+    paths = [str(p) for p in list_photos(folder)]
     if not paths:
         raise BadInputError(f"{folder}: holds no JPEG, PNG or BMP images")
     return paths[:limit]
