@@ -17,7 +17,7 @@ import keras
 import numpy as np
 
 from kerasface.errors import BadInputError
-from kerasface.models.iresnet import BN_EPSILON, IRESNET_LAYERS, STAGE_CHANNELS
+from kerasface.models.iresnet import IRESNET_LAYERS, STAGE_CHANNELS
 from kerasface.models.mobilefacenet import BOTTLENECKS, STEM_GROUPS
 from kerasface.models.preprocessing import set_input_preprocessing
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasface.errors import BadInputError
-from kerasface.interop.arcface_torch import BN_EPSILON
+from kerasface.models.iresnet import BN_EPSILON
 
 # nodes that only compute shapes (x.view(x.size(0), -1) exports Shape -> Gather -> ... -> Reshape)
 SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Concat", "Constant", "Cast", "Slice", "Squeeze"}
