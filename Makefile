@@ -7,9 +7,9 @@ EXTRAS ?= cpu,test,interop
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# two pytest workers, each test file whole on one (its module fixtures built once): on 2 CPU cores
-# the suite took 9 min 10 s instead of 14 min 37 s, as much of a test is single-threaded Python;
-# more workers would multiply the memory (the one-process suite held 5 GB). PARALLEL= runs one process.
+# two pytest workers, each test file whole on one (its module fixtures built once): much of a test
+# is single-threaded Python, so two cores finish sooner (docs/benchmarks.md, "Test suite"); more
+# workers would multiply the memory. PARALLEL= runs one process.
 PARALLEL ?= -n 2 --dist loadfile
 
 .PHONY: demo test test-tf test-jax install clean

@@ -8,8 +8,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # oneDNN kernels for TensorFlow on x86 CPUs, unless the user sets it: TensorFlow turns them on
 # by itself only on CPUs with AVX-512 VNNI / AMX. Read when TensorFlow is imported, so it takes
-# effect when kerasface is imported first. On 2 AVX2 cores: iresnet50 + ArcFace train step 1.27x
-# (2.69 -> 3.43 samples/s), 3x DenseNet121 1.28x (README).
+# effect when kerasface is imported first. Faster train steps on CPUs without them (see
+# docs/benchmarks.md, "Train step").
 # TensorFlow then prints a notice that oneDNN is on whatever the log level; kerasface leaves
 # it out (kerasface._tensorflow_import), also where a parent process set the variable.
 if platform.machine().lower() in ("x86_64", "amd64"):

@@ -1,5 +1,10 @@
 """One registry type, one instance per kind: backbones, heads, losses and tasks are chosen by name.
 
+The losses are kept by calling contract: ``MARGIN_HEADS`` (layers ``head(num_classes, **kw)``
+called ``head(embeddings, labels) -> logits``), ``METRIC_LOSSES`` (``loss(labels, embeddings)``)
+and ``LOGIT_LOSSES`` (``loss(labels, logits)`` over a margin head's logits); ``LOSSES`` reads
+all three.
+
     @BACKBONES.register("densenet121")
     def densenet121(input_shape, **kw): ...
 
@@ -36,17 +41,35 @@ class Registry:
             )
         return self._builders[key]
 
-    def create(self, name: str, *args, **kwargs):
+    def create(self, name: str, /, *args, **kwargs):
         return self.get(name)(*args, **kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._builders)
 
-    def __contains__(self, name: str) -> bool:
-        return name.lower() in self._builders
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and name.lower() in self._builders
+
+
+class Registries(Registry):
+    """Several registries read as one; a name is registered in one of its parts."""
+
+    def __init__(self, kind: str, *parts: Registry):
+        self.kind = kind
+        self.parts = parts
+
+    @property
+    def _builders(self) -> dict[str, Callable]:
+        return {name: builder for part in self.parts for name, builder in part._builders.items()}
+
+    def register(self, name: str | None = None):
+        raise TypeError(f"register a {self.kind} in one of: {', '.join(part.kind for part in self.parts)}")
 
 
 BACKBONES = Registry("backbone")
 HEADS = Registry("head")
-LOSSES = Registry("loss")
+MARGIN_HEADS = Registry("margin head")
+METRIC_LOSSES = Registry("metric loss")
+LOGIT_LOSSES = Registry("logit loss")
+LOSSES = Registries("loss", MARGIN_HEADS, METRIC_LOSSES, LOGIT_LOSSES)
 TASKS = Registry("task")

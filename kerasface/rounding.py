@@ -1,4 +1,4 @@
-"""Rounding the way counts are rounded in the research notes' tables."""
+"""Rounding of counts in report tables."""
 
 import math
 

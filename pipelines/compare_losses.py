@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""One recognition run per loss and seed 004's table; see kerasface/cli/compare_losses.py or --help."""
+"""One recognition run per loss and the loss comparison table; see kerasface/cli/compare_losses.py or --help."""
 
 import sys
 

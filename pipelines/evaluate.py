@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Face verification of a model on pair sets (LFW pairs.txt, insightface .bin, pair CSVs).
+"""Face verification of a model on pair sets (LFW pairs.txt, insightface .bin, pair CSVs) or on
+IJB-B / IJB-C (1:1 and 1:N, as insightface computes them).
 
 The command ``kerasface-evaluate``; arguments and --help in kerasface/cli/evaluate.py.
 """

@@ -1,5 +1,5 @@
-"""Backbone registry, our ViT (parameter formula, float64 NumPy forward) and the seed layouts'
-exact parameter counts. Budget: ~35 s on 2 cores (the DenseNet121 and EfficientNetV2S seed
+"""Backbone registry, our ViT (parameter formula, float64 NumPy forward) and the paper preset's
+exact parameter counts. Budget: ~35 s on 2 cores (the DenseNet121 and EfficientNetV2S paper-preset
 models are built once each, at 32x32)."""
 
 import math
@@ -21,7 +21,7 @@ def count_params(variables) -> int:
     return sum(int(np.prod(v.shape)) for v in variables)
 
 
-# --- seed layouts ------------------------------------------------------------------------------
+# --- paper preset layouts --------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_densenet121_seed_branches_are_softmax_classifiers(densenet_seed):
 @pytest.mark.slow
 def test_efficientnetv2s_seed_parameter_counts(efficientnet_seed):
     assert count_params(efficientnet_seed.non_trainable_weights) == 461_616
-    # The notes' 65,146,290 is this layout with 1000 classes per branch: see presets.py.
+    # The paper's 65,146,290 is this layout with 1000 classes per branch: see presets.py.
     assert count_params(efficientnet_seed.trainable_weights) == 61_715_706
     assert efficientnet_seed.get_layer("branch_0").output_shape == (None, 256)
 

@@ -77,3 +77,12 @@ def test_find_bad_images_names_each_problem(tmp_path):
     assert set(full) == set(header) | {paths[4]}
     assert "decode" in full[paths[4]]
     assert find_bad_images(paths, verify="none") == {}
+
+
+@pytest.mark.parametrize("mode", ["pad", "stretch", "crop"])
+def test_a_batch_is_resized_as_each_of_its_images(mode):
+    batch = tf.constant(np.random.default_rng(4).uniform(0, 255, (2, 20, 30, 3)), tf.float32)
+    together = resize_image(batch, (12, 10), mode).numpy()
+    assert together.shape == (2, 12, 10, 3)
+    for image, resized in zip(batch, together):
+        np.testing.assert_allclose(resized, resize_image(image, (12, 10), mode).numpy(), atol=1e-4)

@@ -56,7 +56,7 @@ def test_figures_reach_history_and_csv_and_images_are_decoded_once(colour_pairs,
     evaluation = PairSetEvaluation(
         {colour_pairs.name: colour_pairs},
         embedding_model=lambda m: keras.Model(m.inputs, m.get_layer("embedding").output),
-        every=2, batch_size=5, flip=True)
+        every=2, batch_size=5, flip=True, resize_mode="stretch")
     x = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
     y = np.arange(8) % 4
     log = tmp_path / "history.csv"
@@ -79,7 +79,7 @@ def test_figures_reach_history_and_csv_and_images_are_decoded_once(colour_pairs,
 def test_training_model_itself_and_tar_at_far_key(colour_pairs):
     many = PairSet("many", colour_pairs.images * 100, np.tile(colour_pairs.issame, 100),
                    np.repeat(np.arange(10), 240))
-    evaluation = PairSetEvaluation({"lfw": many}, every=5)
+    evaluation = PairSetEvaluation({"lfw": many}, every=5, resize_mode="stretch")
     assert evaluation.metric_names()[-1] == "val_lfw_tar_at_far_1e-3"  # 1,200 different pairs
     model = colour_model()
     x = np.zeros((4, 16, 16, 3), "float32")

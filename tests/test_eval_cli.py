@@ -2,6 +2,7 @@
 status 1 and no output file on bad input."""
 
 import configparser
+import hashlib
 import json
 import os
 import pickle
@@ -15,7 +16,10 @@ import numpy as np
 import pytest
 from conftest import only_error_line
 
+import kerasface
 from kerasface.cli import evaluate
+from kerasface.models import ImagePreprocessing
+from kerasface.models.preprocessing import set_input_preprocessing
 
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = {"Ann_Red": (220, 40, 40), "Bo_Green": (40, 220, 40), "Cy_Blue": (40, 40, 220), "Di_Yellow": (220, 220, 40)}
@@ -47,10 +51,14 @@ def data(tmp_path_factory):
     pairs = read_lfw_pairs(root / "lfw" / "pairs.txt")
     (root / "agedb_30.bin").write_bytes(pickle.dumps(
         ([Path(p).read_bytes() for p in pairs.images], pairs.issame.tolist())))
-    inputs = keras.Input((24, 24, 3))
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs))
-    keras.Model(inputs, x).save(root / "colour.keras")
+    set_input_preprocessing(colour_model(), resize_mode="stretch").save(root / "colour.keras")
     return root
+
+
+def colour_model():
+    inputs = keras.Input((24, 24, 3))
+    x = keras.layers.GlobalAveragePooling2D()(ImagePreprocessing("tf")(inputs))
+    return keras.Model(inputs, x)
 
 
 def test_happy_path_prints_the_table_and_writes_json_and_roc(data, tmp_path, capsys):
@@ -69,6 +77,13 @@ def test_happy_path_prints_the_table_and_writes_json_and_roc(data, tmp_path, cap
         assert figures["num_pairs"] == 20 and figures["accuracy"] == 1.0 and figures["auc_cosine"] == 1.0
         assert figures["eer"] == 0.0 and figures["tar_at_far"] == {"1e-1": 1.0}  # 10 different pairs
     assert report["sets"]["lfw"]["folds"] == 2 and report["sets"]["agedb_30"]["folds"] == 10
+    record = report["provenance"]
+    assert record["kerasface_version"] == kerasface.__version__ and record["flip"] is True
+    assert record["resize_mode"] == record["preprocessing"]["resize_mode"] == "stretch"
+    assert record["preprocessing"]["value_range"] == "tf" and record["alignment"] is None
+    assert record["files"]["agedb_30"] == {
+        "path": str(data / "agedb_30.bin"), "sha256": hashlib.sha256((data / "agedb_30.bin").read_bytes()).hexdigest()}
+    assert record["files"]["lfw"]["sha256"] == hashlib.sha256((data / "lfw" / "pairs.txt").read_bytes()).hexdigest()
     assert (tmp_path / "results" / "eval.roc.png").read_bytes()[:4] == b"\x89PNG"
     assert sorted(p.name for p in out.parent.iterdir()) == ["eval.json", "eval.roc.png"]
 
@@ -114,6 +129,37 @@ def test_as_a_user_runs_it(data, tmp_path):
     assert result.returncode == 1, result.stderr
     assert f"{bad}, line 1: expected the header" in only_error_line(result.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.txt"]
+
+
+@pytest.mark.parametrize("recorded", ["pad", None], ids=["model records pad", "model saved before records"])
+def test_a_run_folder_and_its_model_file_give_the_same_figures(data, tmp_path, recorded):
+    """The photos are 40x30, so the resize matters."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data": {"resize_mode": "pad"}}))
+    set_input_preprocessing(colour_model(), resize_mode=recorded).save(run / "model.keras")
+    reports = {}
+    for model in (run, run / "model.keras"):
+        out = tmp_path / f"{model.name}.json"
+        assert evaluate.main(["--model", str(model), "--pairs", str(data / "lfw" / "pairs.txt"), "--out", str(out),
+                              "--quiet"]) == 0
+        reports[model.name] = json.loads(out.read_text())
+    assert reports["run"]["resize_mode"] == reports["model.keras"]["resize_mode"] == "pad"
+    drop = lambda figures: {k: v for k, v in figures.items() if k != "seconds"}
+    assert drop(reports["run"]["sets"]["lfw"]) == drop(reports["model.keras"]["sets"]["lfw"])
+
+
+def test_a_model_that_records_no_resize_is_refused_on_images_of_another_size(data, tmp_path, capsys):
+    colour_model().save(tmp_path / "old.keras")
+    out = tmp_path / "out" / "eval.json"
+    args = ["--model", str(tmp_path / "old.keras"), "--pairs", str(data / "lfw" / "pairs.txt"), "--out", str(out)]
+    assert evaluate.main(args) == 1
+    message = only_error_line(capsys.readouterr().err)
+    assert f"{tmp_path / 'old.keras'}: records no resize mode" in message and "_0001.jpg is 40x30" in message
+    assert "--resize pad|stretch|crop" in message
+    assert not out.parent.exists()
+    assert evaluate.main([*args, "--resize", "stretch", "--quiet"]) == 0
+    assert json.loads(out.read_text())["resize_mode"] == "stretch"
 
 
 def test_console_script_is_declared():

@@ -10,6 +10,8 @@ from matplotlib import cbook
 
 from kerasface.errors import BadInputError
 from kerasface.eval.embeddings import decode_images, extract_embeddings, load_embedding_model
+from kerasface.models import ImagePreprocessing
+from kerasface.models.preprocessing import set_input_preprocessing
 
 SIZE = 32
 
@@ -27,15 +29,21 @@ def photos(tmp_path_factory):
     return paths
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    """Not mirror-symmetric (strided conv + flatten), so the flip test changes its embeddings."""
+def unrecorded_model():
+    """Not mirror-symmetric (strided conv + flatten), so the flip test changes its embeddings; no
+    resize mode recorded, as a model saved before models kept theirs."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = ImagePreprocessing("tf")(inputs)
     x = keras.layers.Conv2D(4, 3, strides=4, activation="relu")(x)
     x = keras.layers.Flatten()(x)
     return keras.Model(inputs, keras.layers.Dense(8)(x), name="tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """Trained on stretched images."""
+    return set_input_preprocessing(unrecorded_model(), resize_mode="stretch")
 
 
 def stretched(path):
@@ -72,25 +80,41 @@ def test_paths_and_bytes_give_the_same_embeddings_and_repeats_are_embedded_once(
     by_bytes = extract_embeddings(tiny_model, [encoded[0], encoded[1], encoded[0]], progress=False)
     np.testing.assert_allclose(by_path, by_bytes, atol=1e-6)
     np.testing.assert_array_equal(by_path[0], by_path[2])
-    images, inverse = decode_images([photos[0], photos[1], photos[0]], SIZE)
+    images, inverse = decode_images([photos[0], photos[1], photos[0]], SIZE, "stretch")
     assert images.shape == (2, SIZE, SIZE, 3) and inverse.tolist() == [0, 1, 0] and images.dtype == np.uint8
 
 
 def test_keras_file_and_run_folder(photos, tiny_model, tmp_path):
-    tiny_model.save(tmp_path / "tiny.keras")
+    """The resize the model records wins over its run's config; the flag over both; the run's
+    config serves a model that records none, from the run folder as from the file in it."""
     run = tmp_path / "run"
-    run.mkdir()
-    tiny_model.save(run / "model.keras")
+    (run / "checkpoints").mkdir(parents=True)
     (run / "config.json").write_text('{"data": {"resize_mode": "pad"}}')
-    from_file = load_embedding_model(tmp_path / "tiny.keras")
-    from_run = load_embedding_model(run)
-    assert (from_file.image_size, from_file.resize_mode) == ((SIZE, SIZE), "stretch")
-    assert from_run.resize_mode == "pad"
+    tiny_model.save(run / "model.keras")
+    unrecorded_model().save(run / "checkpoints" / "best.keras")
+    from_file, from_run = load_embedding_model(run / "model.keras"), load_embedding_model(run)
+    assert (from_file.image_size, from_file.resize_mode, from_run.resize_mode) == ((SIZE, SIZE), "stretch", "stretch")
+    assert load_embedding_model(run, resize_mode="crop").resize_mode == "crop"
+    assert load_embedding_model(run / "checkpoints" / "best.keras").resize_mode == "pad"
     np.testing.assert_allclose(extract_embeddings(from_file, photos, progress=False),
                                extract_embeddings(tiny_model, photos, progress=False), atol=1e-6)
-    padded = extract_embeddings(from_run, photos[1:2], progress=False)
+    padded = extract_embeddings(from_file, photos[1:2], resize_mode="pad", progress=False)
     stretched_ = extract_embeddings(from_file, photos[1:2], progress=False)
     assert not np.allclose(padded, stretched_, atol=1e-3)  # the left half is not square: pad differs
+
+
+def test_a_model_that_records_no_resize_takes_images_of_its_size_only(photos, tmp_path):
+    unrecorded_model().save(tmp_path / "old.keras")
+    model = load_embedding_model(tmp_path / "old.keras")
+    assert model.resize_mode is None
+    square = tmp_path / "square.png"
+    cv2.imwrite(str(square), cv2.resize(cv2.imread(photos[0]), (SIZE, SIZE)))
+    assert extract_embeddings(model, [str(square)], progress=False).shape == (1, 8)
+    with pytest.raises(BadInputError, match=rf"old.keras: records no resize mode .* and {photos[1]} is \d+x\d+; "
+                                            r"give the one it was trained with \(--resize pad\|stretch\|crop\)"):
+        extract_embeddings(model, [str(square), photos[1]], batch_size=1, progress=False)
+    with pytest.raises(BadInputError, match=r"the model: records no resize mode"):
+        decode_images([photos[1]], SIZE)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SavedModel export needs TensorFlow")
@@ -102,6 +126,8 @@ def test_savedmodel_serving_default_gives_the_keras_embeddings(photos, tiny_mode
                                tmp_path / "export")
     served = load_embedding_model(folder)
     assert served.image_size == (SIZE, SIZE) and served.resize_mode == "stretch"
+    assert served.preprocessing == load_embedding_model(tiny_model).preprocessing
+    assert served.preprocessing["resize_mode"] == "stretch" and served.preprocessing["value_range"] == "tf"
     for flip in (False, True):
         np.testing.assert_allclose(extract_embeddings(served, photos, flip=flip, progress=False),
                                    extract_embeddings(tiny_model, photos, flip=flip, progress=False), atol=1e-5)
@@ -129,7 +155,7 @@ def test_any_size_model_needs_an_image_size(photos):
     model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inputs)))
     with pytest.raises(BadInputError, match="accepts any image size"):
         load_embedding_model(model)
-    assert extract_embeddings(model, photos[:1], image_size=24, progress=False).shape == (1, 3)
+    assert extract_embeddings(model, photos[:1], image_size=24, resize_mode="pad", progress=False).shape == (1, 3)
 
 
 def test_an_image_that_does_not_decode_is_named(photos, tiny_model, tmp_path):

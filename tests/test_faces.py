@@ -82,6 +82,16 @@ def test_several_images_per_call_match_one_at_a_time(photos, detector):
         assert np.abs(faces[0].landmarks - alone.landmarks).max() < 2.0
 
 
+def test_padding_of_a_batch_is_undone_by_each_image_own_offset(photos, detector):
+    blank = np.full((256, 256, 3), 128, np.uint8)
+    assert shape_batches([blank.shape[:2], photos["grace"].shape[:2]], detector.batch_size) == [[0, 1]]
+    batched = detector.detect([blank, photos["grace"]])
+    alone = detector.detect_one(photos["grace"])
+    assert [len(f) for f in batched] == [0, 1] and len(alone) == 1
+    np.testing.assert_allclose(batched[1][0].box, alone[0].box, atol=1e-3)
+    np.testing.assert_allclose(batched[1][0].landmarks, alone[0].landmarks, atol=1e-3)
+
+
 def test_minimum_face_size_and_confidence_threshold(photos, detector):
     confidence = detector.detect_one(photos["grace"])[0].confidence
     assert not FaceDetector(min_face_size=200).detect_one(photos["grace"])
@@ -277,8 +287,8 @@ def test_prepare_counts_every_case_leaves_src_alone_and_resumes(raw_folder, tmp_
     printed = capsys.readouterr().out
     summary = json.loads((dst / "summary.json").read_text())
     assert summary["complete"] is True
-    assert summary["counts"] == {"aligned": 7, "no_face": 1, "several_faces": 1, "unreadable": 2,
-                                 "skipped_done": 0, "ignored": 3}
+    assert summary["counts"] == {"aligned": 7, "no_face": 1, "center_crop": 0, "several_faces": 1, "unreadable": 2,
+                                 "skipped_done": 0, "copied": 0, "ignored": 3}
     assert sorted(summary["aligned"]) == ALIGNED
     assert summary["no_face"] == ["eileen/nothing.png"]
     assert {u["file"] for u in summary["unreadable"]} == {"grace/corrupt.jpg", "grace/empty.png"}
@@ -300,8 +310,8 @@ def test_prepare_counts_every_case_leaves_src_alone_and_resumes(raw_folder, tmp_
     written = snapshot(dst)
     assert main([str(raw_folder), str(dst), "--quiet"]) == 0
     again = json.loads((dst / "summary.json").read_text())
-    assert again["counts"] == {"aligned": 0, "no_face": 1, "several_faces": 0, "unreadable": 2,
-                               "skipped_done": 7, "ignored": 3}
+    assert again["counts"] == {"aligned": 0, "no_face": 1, "center_crop": 0, "several_faces": 0, "unreadable": 2,
+                               "skipped_done": 7, "copied": 0, "ignored": 3}
     assert sorted(again["skipped_done"]) == ALIGNED
     assert {k: v for k, v in snapshot(dst).items() if not k.endswith("summary.json")} == \
         {k: v for k, v in written.items() if not k.endswith("summary.json")}
@@ -356,6 +366,78 @@ def test_all_faces_at_112x96(tmp_path, pair_image, photos, detector):
     for face, own, other in ((largest, "grace", "astronaut"), (second, "astronaut", "grace")):
         face = face.astype(np.float32)
         assert 2 * np.abs(face - alone[own]).mean() < np.abs(face - alone[other]).mean()
+
+
+def test_center_mode_keeps_the_central_face_over_a_larger_one_at_the_side(tmp_path, photos, detector, capsys):
+    from kerasface.cli.prepare_faces import main
+
+    canvas = np.full((300, 700, 3), 128, np.uint8)
+    canvas[80:220, 280:420] = photos["astronaut"][:140, 40:180]
+    canvas[:, 444:] = photos["grace"]
+    src = tmp_path / "raw"
+    _write(src / "someone" / "photo.png", canvas)
+    faces = detector.detect_one(canvas)
+    assert len(faces) == 2 and faces[0].box[0] > 444 > faces[1].box[2]
+    kept = {}
+    for mode in ("largest", "center"):
+        dst = tmp_path / mode
+        assert main([str(src), str(dst), "--mode", mode, "--quiet"]) == 0
+        summary = json.loads((dst / "summary.json").read_text())
+        assert summary["several_faces"][0]["faces"] == 2
+        kept[mode] = summary["several_faces"][0]["kept"]["box"]
+        assert f"kept {'the largest' if mode == 'largest' else 'the most central'}" in capsys.readouterr().out
+        face = read_photo(dst / "someone" / "photo.png").astype(np.float32)
+        alone = {name: align_face(image, detector.detect_one(image)[0].landmarks).astype(np.float32)
+                 for name, image in photos.items()}
+        own, other = ("grace", "astronaut") if mode == "largest" else ("astronaut", "grace")
+        assert 2 * np.abs(face - alone[own]).mean() < np.abs(face - alone[other]).mean()
+    assert kept["largest"][0] > 444 and kept["center"][0] > 280 and kept["center"][2] < 420
+
+
+def test_lfw_style_folder_with_center_crop_fallback_keeps_the_pair_set_complete(tmp_path, photos, snapshot, capsys):
+    from PIL import Image
+
+    from kerasface.cli.prepare_faces import main
+    from kerasface.eval.pairs import read_lfw_pairs
+
+    src = tmp_path / "lfw"
+    (src / "Eileen_Collins").mkdir(parents=True)
+    assert cv2.imwrite(str(src / "Eileen_Collins" / "Eileen_Collins_0001.jpg"),
+                       cv2.cvtColor(photos["astronaut"], cv2.COLOR_RGB2GRAY))
+    Image.fromarray(photos["astronaut"]).convert("CMYK").save(src / "Eileen_Collins" / "Eileen_Collins_0002.jpg",
+                                                              quality=95)
+    _write(src / "Grace_Hopper" / "Grace_Hopper_0001.jpg", photos["grace"])
+    empty = cv2.resize(skdata.coffee(), (600, 450), interpolation=cv2.INTER_AREA)
+    _write(src / "Nobody" / "Nobody_0001.jpg", empty)
+    (src / "pairs.txt").write_text("1 1\nEileen_Collins 1 2\nGrace_Hopper 1 Nobody 1\n")
+    before = snapshot(src)
+
+    dropped = tmp_path / "dropped"
+    assert main([str(src), str(dropped), "--mode", "center", "--quiet"]) == 0
+    summary = json.loads((dropped / "summary.json").read_text())
+    assert summary["no_face"] == ["Nobody/Nobody_0001.jpg"] and summary["center_crop"] == []
+    assert summary["copied"] == ["pairs.txt"] and summary["ignored"] == []
+    with pytest.raises(BadInputError, match="Nobody_0001.jpg not found"):
+        read_lfw_pairs(dropped / "pairs.txt")
+    capsys.readouterr()
+
+    dst = tmp_path / "aligned"
+    assert main([str(src), str(dst), "--mode", "center", "--fallback", "center-crop", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((dst / "summary.json").read_text())
+    assert summary["center_crop"] == ["Nobody/Nobody_0001.jpg"] and summary["no_face"] == []
+    assert sorted(summary["aligned"]) == ["Eileen_Collins/Eileen_Collins_0001.jpg",
+                                          "Eileen_Collins/Eileen_Collins_0002.jpg", "Grace_Hopper/Grace_Hopper_0001.jpg"]
+    assert summary["counts"]["center_crop"] == 1 and summary["fallback"] == "center-crop"
+    assert "no face found, centre crop written: 1\n    Nobody/Nobody_0001.jpg" in printed
+    pairs = read_lfw_pairs(dst / "pairs.txt")
+    assert all(read_photo(path).shape == (112, 112, 3) for path in pairs.images)
+    # insightface's rule on 600x450: inset (37, 28), grown by 22 px, within the image: x 15..585, y 6..444
+    written = read_photo(dst / "Nobody" / "Nobody_0001.jpg").astype(np.float32)
+    expected = cv2.resize(read_photo(src / "Nobody" / "Nobody_0001.jpg")[6:444, 15:585], (112, 112))
+    whole = cv2.resize(read_photo(src / "Nobody" / "Nobody_0001.jpg"), (112, 112))
+    assert np.abs(written - expected).mean() < 0.5 * np.abs(written - whole).mean()
+    assert snapshot(src) == before
 
 
 def test_prepare_bad_folders_give_one_error_line(tmp_path, capsys):

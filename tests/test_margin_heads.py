@@ -68,7 +68,7 @@ def target_formula(name, theta, norms):
     if name == "arcface":
         return arcface_formula(theta, 0.5)
     if name == "combined":
-        return np.cos(1.0 * theta + 0.5) - 0.0
+        return arcface_formula(theta, 0.5)
     if name == "magface":
         a = np.clip(norms, 10.0, 110.0)
         return arcface_formula(theta, (0.8 - 0.45) / (110.0 - 10.0) * (a - 10.0) + 0.45)
@@ -124,6 +124,23 @@ def test_registry_names_and_classes():
     for name, cls in expected.items():
         assert LOSSES.get(name) is cls
     assert isinstance(LOSSES.create("ArcFace", 10, margin=0.3), ArcFace)
+
+
+def test_registries_by_calling_contract_and_the_names_read_from_them():
+    from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES
+    from kerasface.train.recognition import loss_choices, parse_loss
+
+    assert set(["softmax"] + HEAD_NAMES) <= set(MARGIN_HEADS.names())
+    assert {"contrastive", "triplet"} <= set(METRIC_LOSSES.names()) and {"focal", "ohem"} <= set(LOGIT_LOSSES.names())
+    assert LOSSES.names() == sorted(MARGIN_HEADS.names() + METRIC_LOSSES.names() + LOGIT_LOSSES.names())
+    with pytest.raises(TypeError, match="margin head, metric loss, logit loss"):
+        LOSSES.register("x")
+    choices = loss_choices()
+    assert all(name in choices for name in LOSSES.names()) and "focal+HEAD or ohem+HEAD" in choices
+    assert parse_loss("ohem+cosface") == ("ohem", "cosface") and parse_loss("contrastive") == ("contrastive", None)
+    for wrong in ("focal", "ohem+triplet", "triplet+arcface"):
+        with pytest.raises(KeyError):
+            parse_loss(wrong)
 
 
 def test_the_test_geometry_puts_each_target_at_its_angle():
@@ -222,6 +239,20 @@ def test_arcface_easy_margin_and_combined_margin_general_case():
         np.asarray(head(EMBEDDINGS, LABELS)), expected_logits("combined", 32.0, target=target),
         atol=2e-4 * 32,
     )
+
+
+@pytest.mark.backend
+def test_combined_margin_with_m1_one_takes_arcface_fallback_and_decreases_in_theta():
+    thetas = np.linspace(0.05, 3.1, 64)
+    embeddings = np.stack([np.cos(thetas), np.sin(thetas)], axis=1).astype("float32")
+    labels = np.zeros(len(thetas), "int32")
+    for m3 in (0.0, 0.2):
+        head = CombinedMargin(1, scale=1.0, m1=1.0, m2=0.5, m3=m3)
+        head.build((None, 2))
+        head.centres.assign(np.array([[1.0], [0.0]], "float32"))
+        target = np.asarray(head(embeddings, labels))[:, 0]
+        np.testing.assert_allclose(target, arcface_formula(thetas, 0.5) - m3, atol=2e-4)
+        assert np.all(np.diff(target) < 0)
 
 
 @pytest.mark.backend

@@ -285,7 +285,7 @@ def test_ohem_and_losses_with_a_dynamic_batch_under_tensorflow():
 
 @pytest.mark.backend
 def test_focal_and_ohem_on_normface_logits():
-    """The research notes' "FocalLoss & NormFace" and "OHEM & NormFace"."""
+    """The loss comparison's "FocalLoss & NormFace" and "OHEM & NormFace"."""
     labels, embeddings = random_batch(seed=7, size=12, dim=8)
     labels = labels % 5
     head = NormFace(5)

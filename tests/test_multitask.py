@@ -1,7 +1,7 @@
-"""Multi-task attributes with adversarial identity disentanglement (seed 000, plan B).
+"""Multi-task attributes with adversarial identity disentanglement (the multi-task task).
 
 The gradient-reversal layer's sign and scale on TensorFlow and JAX, missing attribute values
-masked out of losses and AUCs, seed 000's table rows, export of both models, and a short demo
+masked out of losses and AUCs, the multi-task table's rows, export of both models, and a short demo
 run that learns identity and attributes.
 """
 
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from kerasface.losses.masked import MaskedAUC, MaskedCrossentropy, masked_crossentropy
+from kerasface.models.preprocessing import input_preprocessing
 from kerasface.models.reversal import GradientReversal, dann_lambda
 
 
@@ -205,17 +206,18 @@ ATTRIBUTES = ["gender", "emotion", "pose", "facial_hair", "occlusion", "spectacl
 TINY_VIT = dict(patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, dim_head=8, dropout=0.0, emb_dropout=0.0)
 
 
-def test_seed_000_table_has_every_row_in_the_notes_order():
-    from kerasface.train.multitask import seed_table, seed_table_rows
+def test_multitask_table_has_every_row_in_order():
+    from kerasface.train.multitask import multitask_table, multitask_table_rows, seed_table, seed_table_rows
 
-    rows = seed_table_rows(ATTRIBUTES)
+    assert (seed_table, seed_table_rows) == (multitask_table, multitask_table_rows)  # deprecated names
+    rows = multitask_table_rows(ATTRIBUTES)
     assert rows[:4] == ["loss", "loss_id", "loss_gender", "loss_da_gender"]
     assert rows[2:14] == [f"loss{p}_{a}" for a in ATTRIBUTES for p in ("", "_da")]
     assert rows[14:20] == [f"auc_{a}" for a in ATTRIBUTES]
     assert rows[20:] == ["auc_id_cosine", "auc_id_euclidean"] and len(rows) == 22
     history = {name: [0.5, 0.25] for name in rows}
     history.update({f"val_test_{name}": [0.75, 0.125] for name in rows[2:]})
-    table = seed_table(history, [2], ATTRIBUTES)
+    table = multitask_table(history, [2], ATTRIBUTES)
     lines = table.splitlines()
     assert lines[0] == "Epoch 2/2" and lines[1].startswith("╒") and "│ Metric" in lines[2] and "│ Test" in lines[2]
     cells = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:4]] for line in lines if line.startswith("│ ")}
@@ -337,22 +339,22 @@ def demo_run(tmp_path_factory):
     return root / "runs" / "mt"
 
 
-def test_demo_run_reports_seed_000s_table_every_epoch(demo_run):
+def test_demo_run_reports_the_multitask_table_every_epoch(demo_run):
     from kerasface.report import load_run_report
-    from kerasface.train.multitask import seed_table_rows
+    from kerasface.train.multitask import multitask_table_rows
 
     report = load_run_report(demo_run)
     history = report["history"]
-    for name in seed_table_rows(ATTRIBUTES):
+    for name in multitask_table_rows(ATTRIBUTES):
         assert len(history[name]) == 8, name  # the Train column of every row, every epoch
         if name not in ("loss", "loss_id"):
             assert len(history[f"val_test_{name}"]) == 8, name
     assert "id_loss" not in history and "gender_auc" not in history  # Keras' names renamed
-    section = next(s for s in report["sections"] if s["title"].startswith("Seed 000 table"))
+    section = next(s for s in report["sections"] if s["title"].startswith("Multi-task table"))
     for epoch in range(1, 9):
         assert f"Epoch {epoch}/8" in section["text"]
     md = (demo_run / "report.md").read_text()
-    assert "## Seed 000 table" in md and "│ loss_da_spectacles" in md and "│ auc_id_euclidean" in md
+    assert "## Multi-task table" in md and "│ loss_da_spectacles" in md and "│ auc_id_euclidean" in md
     test = report["results"]["test"]
     assert {f"auc_{a}" for a in ATTRIBUTES} | {"auc_id_cosine", "auc_id_euclidean"} <= set(test)
     assert report["card"]["task"] == "multitask" and "GradientReversal(1.0)" in report["card"]["layout"]
@@ -394,7 +396,10 @@ def test_demo_run_exports_the_identity_and_attribute_models(demo_run, tmp_path):
     identity, attributes = load_model(demo_run / "model.keras"), load_model(demo_run / "attributes.keras")
     assert identity.outputs[0].shape[-1] == 64 and len(identity.inputs) == 1
     assert attributes.outputs[0].shape[-1] == 10  # the label vector: gender 1, emotion 3, pose 3, three 0/1 columns
+    assert input_preprocessing(identity).resize_mode == input_preprocessing(attributes).resize_mode == "pad"
     for name, model_file in (("identity", "model.keras"), ("attributes", "attributes.keras")):
         differences = export_run(demo_run, tmp_path / name, model_file=model_file, check_images=4)
         assert max(differences.values()) < 1e-4, (name, differences)  # SavedModel in a fresh process = Keras
         assert (tmp_path / name / "saved_model.pb").is_file()
+        settings = json.loads((tmp_path / name / "kerasface_input.json").read_text())
+        assert settings["preprocessing"]["resize_mode"] == "pad"

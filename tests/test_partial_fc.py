@@ -1,6 +1,7 @@
-"""Partial FC (``sample_rate`` of every margin head): at sample_rate 1.0 the loss and gradients
-of the full head; below it every positive class sampled, the logits the full head's columns of
-the sampled classes, a static shape inside a compiled step that updates only sampled centres."""
+"""Partial FC (``PartialFC(head, sample_rate)`` over every margin head): at sample_rate 1.0 the
+loss and gradients of the full head; below it every positive class sampled, the logits the full
+head's columns of the sampled classes, a static shape inside a compiled step that updates only
+sampled centres."""
 
 import json
 
@@ -9,9 +10,8 @@ import numpy as np
 import pytest
 from keras import ops
 
-import kerasface.losses  # noqa: F401
-from kerasface.losses.margin import MASKED_LOGIT
-from kerasface.registry import LOSSES
+from kerasface.losses import AdaFace, PartialFC, margin_head
+from kerasface.losses.partial_fc import MASKED_LOGIT
 
 HEADS = ["softmax", "normface", "sphereface", "cosface", "arcface", "combined", "magface", "adaface"]
 NUM_CLASSES, DIM, BATCH = 12, 6, 10
@@ -32,9 +32,9 @@ def data(seed=0, num_classes=NUM_CLASSES, batch=BATCH):
 def make(name, centres, **kwargs):
     """A head with these (embedding_dim, num_classes) centres (a Partial FC head stores them
     class-major)."""
-    head = LOSSES.create(name, centres.shape[1], **kwargs)
+    head = margin_head(name, centres.shape[1], **kwargs)
     head.build((None, centres.shape[0]))
-    head.centres.assign(centres.T if head.class_major else centres)
+    head.centres.assign(centres.T if getattr(head, "head", head).class_major else centres)
     return head
 
 
@@ -134,7 +134,7 @@ def test_sampled_set_holds_every_positive_and_gives_the_full_heads_columns(name)
     index = np.asarray(partial.sample_classes(labels))
     assert index.shape == (100,) and len(set(index.tolist())) == 100 and set(labels.tolist()) <= set(index.tolist())
     rows = np.arange(32)
-    tol = dict(rtol=1e-5, atol=1e-4 * (1.0 if name == "softmax" else partial.scale))
+    tol = dict(rtol=1e-5, atol=1e-4 * (1.0 if name == "softmax" else partial.head.scale))
     np.testing.assert_allclose(out[:, 0], expected[rows, labels], **tol)
     own = index[None, :] == labels[:, None]
     np.testing.assert_allclose(out[:, 1:][~own], expected[:, index][~own], **tol)
@@ -179,9 +179,9 @@ def test_more_classes_in_the_batch_than_the_sample_keeps_every_target():
 def test_sample_rate_is_checked_and_inference_keeps_every_class():
     for bad in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="sample_rate"):
-            LOSSES.create("arcface", 10, sample_rate=bad)
-    assert LOSSES.create("arcface", 10).get_config()["sample_rate"] is None
-    assert LOSSES.create("cosface", 1000, sample_rate=0.0001).num_sample == 1
+            margin_head("arcface", 10, sample_rate=bad)
+    assert not isinstance(margin_head("arcface", 10), PartialFC)
+    assert margin_head("cosface", 1000, sample_rate=0.0001).num_sample == 1
     x, labels, centres = data()
     full, partial = make("arcface", centres), make("arcface", centres, sample_rate=0.5)
     np.testing.assert_allclose(np.asarray(partial(x)), np.asarray(full(x)), rtol=1e-6, atol=1e-5)
@@ -206,6 +206,38 @@ def test_keras_round_trip_keeps_the_sample_rate(tmp_path):
     assert loaded.output.shape == (None, 7)
     np.testing.assert_array_equal(np.asarray(loaded_head.centres), centres.T)
     assert np.asarray(loaded([x, labels])).shape == (BATCH, 7)
+
+
+OLD_HEAD_CONFIG = {  # an AdaFace head of a .keras file saved when Partial FC was a head option
+    "module": "kerasface.losses.adaface", "class_name": "AdaFace", "registered_name": "kerasface>AdaFace",
+    "config": {"name": "margin_head", "trainable": True,
+               "dtype": {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"},
+                         "registered_name": None},
+               "num_classes": NUM_CLASSES, "scale": 64.0, "sample_rate": 0.5, "margin": 0.4, "h": 0.333,
+               "t_alpha": 0.01},
+}
+
+
+@pytest.mark.backend
+def test_a_head_config_with_a_sample_rate_loads_as_partial_fc():
+    """The old form (``sample_rate`` in the head's config) gives PartialFC(head, sample_rate) with
+    the same logits; the old file layout's weights are refused with a message naming the new form."""
+    x, labels, centres = data()
+    layer = keras.saving.deserialize_keras_object(OLD_HEAD_CONFIG, safe_mode=True)
+    assert isinstance(layer, PartialFC) and type(layer.head) is AdaFace
+    assert (layer.name, layer.sample_rate, layer.num_sample, layer.head.num_classes) == ("margin_head", 0.5, 6, 12)
+    assert layer.head.get_config()["class_major"] and "sample_rate" not in layer.head.get_config()
+    new = make("adaface", centres, sample_rate=0.5)
+    layer.build((None, DIM))
+    layer.centres.assign(centres.T)
+    layer.seed_generator.state.assign(new.seed_generator.state)
+    np.testing.assert_array_equal(np.asarray(layer(x, labels, training=True)),
+                                  np.asarray(new(x, labels, training=True)))
+    np.testing.assert_array_equal(np.asarray(layer(x)), np.asarray(new(x)))
+    with pytest.raises(ValueError, match=r"margin_head\(name, num_classes, sample_rate=0.5\)"):
+        layer.load_own_variables({})
+    config = {**OLD_HEAD_CONFIG, "config": {**OLD_HEAD_CONFIG["config"], "sample_rate": None}}
+    assert type(keras.saving.deserialize_keras_object(config, safe_mode=True)) is AdaFace
 
 
 @pytest.mark.backend
@@ -265,21 +297,20 @@ def test_recognition_task_trains_with_partial_fc(tmp_path):
 SHARDED = r"""
 import json
 import jax, keras, numpy as np
-import kerasface.losses
-from kerasface.registry import LOSSES
+from kerasface.losses import margin_head
 
 rng = np.random.default_rng(0)
 x = rng.normal(size=(16, 6)).astype("float32")
 y = rng.integers(0, 200, 16).astype("int32")
 mesh = keras.distribution.DeviceMesh((2,), ["batch"], jax.devices())
 layout = keras.distribution.LayoutMap(mesh)
-layout["margin_head/centres"] = ("batch", None)  # Partial FC's class-major centres: split the classes
+layout["margin_head/.*centres"] = ("batch", None)  # Partial FC's class-major centres: split the classes
 
 def run(distribution):
     keras.utils.set_random_seed(1)
     with distribution.scope() if distribution else __import__("contextlib").nullcontext():
         embeddings, labels = keras.Input((6,)), keras.Input((), dtype="int32")
-        head = LOSSES.get("arcface")(200, sample_rate=0.1, scale=4.0, name="margin_head")
+        head = margin_head("arcface", 200, sample_rate=0.1, scale=4.0, name="margin_head")
         model = keras.Model([embeddings, labels], head(embeddings, labels))
         model.compile(keras.optimizers.SGD(0.5, momentum=0.9),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -296,7 +327,7 @@ print("RESULT " + json.dumps({"one": one, "split": split}))
 
 
 def test_jax_model_parallel_splits_partial_fc_centres_across_devices(tmp_path):
-    """The recipe the README gives: keras.distribution.ModelParallel with a LayoutMap that splits
+    """The recipe docs/recognition.md gives: keras.distribution.ModelParallel with a LayoutMap that splits
     the class axis of Partial FC's centres over a 2-device mesh (each device holds half the
     centres and half their momentum); three SGD steps equal one device's."""
     import os

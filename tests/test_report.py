@@ -1,4 +1,4 @@
-"""Run report: the notes' size/duration formats, report files on disk, per-label AUC, atomic writes.
+"""Run report: size/duration formats, report files on disk, per-label AUC, atomic writes.
 
 Budget: about 10 s (five report writes with matplotlib, one in a subprocess).
 """

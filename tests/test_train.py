@@ -11,6 +11,7 @@ from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 from kerasface.export.run_export import export_run
+from kerasface.models.preprocessing import input_preprocessing
 from kerasface.report import load_run_report
 from kerasface.data.readers import read_dataset
 from kerasface.train.callbacks import read_run_state
@@ -60,6 +61,7 @@ def test_run_writes_report_with_the_models_figures(finished_run, demo_dir):
         for a, b in zip(best.weights, model.weights):
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert [i.name for i in model.inputs] == ["left", "center", "right"]
+    assert input_preprocessing(model).resize_mode == input_preprocessing(best).resize_mode == "pad"
 
 
 class InterruptAt(keras.callbacks.Callback):
@@ -94,6 +96,7 @@ def test_resume_continues_at_the_right_epoch_with_optimizer_state(demo_dir, tmp_
     assert seen == [2]
     final = keras.models.load_model(run_dir / "model.keras")
     assert int(final.optimizer.iterations.numpy()) == 3 * steps
+    assert input_preprocessing(final).resize_mode == "pad"
     rows = (run_dir / "history.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1", "2"]
     assert read_run_state(run_dir / "checkpoints")["epoch"] == 3
@@ -174,11 +177,11 @@ def test_adamw_weight_decay_zero_stays_zero():
     assert make_optimizer(OptimConfig(optimizer="sgd", weight_decay=0.0), 10).weight_decay is None
 
 
-def test_dry_run_prints_seed_parameter_counts_from_any_folder(monkeypatch, capsys, tmp_path):
+def test_dry_run_prints_paper_preset_parameter_counts_from_any_folder(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KERASFACE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(sys, "argv", ["train_branches.py", "--dry-run", "--backbone", "densenet121",
-                                      "--preset", "seed", "--image-size", "32", "--demo-identities", "4",
+                                      "--preset", "paper", "--image-size", "32", "--demo-identities", "4",
                                       "--demo-images-per-identity", "2"])
     with pytest.raises(SystemExit) as exit_:
         runpy.run_path(str(REPO / "pipelines" / "train_branches.py"), run_name="__main__")
@@ -399,17 +402,31 @@ def test_predict_split_pads_the_short_last_batch_and_keeps_every_score():
     np.testing.assert_allclose(y_score, np.asarray(model(x)), atol=1e-6)
 
 
-def test_seed_undersampling_of_the_training_split_is_reported(demo_dir, tmp_path):
+def test_paper_undersampling_of_the_training_split_is_reported(demo_dir, tmp_path):
     from kerasface.train.data import load_run_data
 
     plain = load_run_data(tiny_config(demo_dir, tmp_path), progress=False)
-    data = load_run_data(tiny_config(demo_dir, tmp_path, undersample="seed"), progress=False)
+    data = load_run_data(tiny_config(demo_dir, tmp_path, undersample="paper"), progress=False)
     assert len(data.splits["train"]) < len(plain.splits["train"])
     assert len(data.splits["test"]) == len(plain.splits["test"])
     table = next(note for note in data.notes if note.startswith("undersampled"))
     assert f"{len(plain.splits['train'])} -> {len(data.splits['train'])} samples" in table
     warned = any(note.startswith("warning: undersampling kept") for note in data.notes)
     assert warned == (len(data.splits["train"]) < len(plain.splits["train"]) / 4)
+
+
+
+def test_deprecated_seed_values_map_to_paper():
+    with pytest.warns(DeprecationWarning, match="'paper'"):
+        config = TrainConfig.from_dict({"undersample": "seed", "preset": "seed"})
+    assert config.data.undersample == "paper" and config.model.preset == "paper"
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    with pytest.warns(DeprecationWarning):
+        flags = config_from_args(parser.parse_args(["--undersample", "seed", "--preset", "seed"]))
+    assert flags.data.undersample == "paper" and flags.model.preset == "paper"
 
 
 DETERMINISM = r"""
@@ -479,7 +496,8 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
                                                               photometric=False), progress=False)
     argv = ["--data", str(demo / "images"), "--out", str(tmp_path / "runs"), "--run-id", "r", "--epochs", "1",
             "--backbone", "vit", "--backbone-kwargs", json.dumps({**TINY_VIT, "dim": 16}), "--embedding-dim", "16",
-            "--image-size", "32", "--no-tensorboard", "--batch-size", "8", "--validation-fraction", "0.2"]
+            "--image-size", "32", "--no-tensorboard", "--batch-size", "8", "--validation-fraction", "0.2",
+            "--resize-mode", "crop"]
     assert main(argv) == 0
     run_dir = tmp_path / "runs" / "r"
     report = load_run_report(run_dir)
@@ -489,6 +507,7 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
     assert "val_test_auc_cosine" in report["history"] and "val_loss" not in report["history"]
     embedding = keras.models.load_model(run_dir / "model.keras", safe_mode=True)
     assert len(embedding.inputs) == 1 and embedding.outputs[0].shape[-1] == 16
+    assert input_preprocessing(embedding).resize_mode == "crop"
     config = json.loads((run_dir / "config.json").read_text())
     assert (config["task"], config["data"]["split"], config["model"]["loss"]) == ("recognition", "identity", "arcface")
     if keras.backend.backend() == "tensorflow":  # a fresh process that imported nothing of the kit's models
@@ -532,7 +551,24 @@ def test_attribute_results_carry_the_column_aucs(finished_run):
     assert test["mean_column_auc"] == pytest.approx(np.mean([test[k] for k in test if k.startswith("auc_")]))
 
 
-def test_compare_losses_writes_seed_004s_table(tmp_path, capsys):
+def test_loss_comparison_names_the_demo_data_without_a_machine_path(tmp_path, monkeypatch):
+    import kerasface.train.compare as compare
+
+    monkeypatch.setenv("KERASFACE_CACHE", str(tmp_path / "cache"))
+    fake = {"results": {"test": {"accuracy": 0.9, "auc_cosine": 0.95}}, "card": {"best_epoch": 1}}
+    monkeypatch.setattr(compare, "train", lambda config, log: Path(config.out) / config.run_id)
+    monkeypatch.setattr(compare, "load_run_report", lambda run_dir: fake)
+    out = compare.compare_losses(TrainConfig.from_dict({"task": "recognition"}), ["arcface"], out=tmp_path / "t",
+                                 log=lambda *_: None)
+    text = (out / "table.md").read_text()
+    dataset = json.loads((out / "table.json").read_text())["card"]["dataset"]
+    assert text.startswith("# Loss comparison\n") and f"dataset: {dataset}," in text
+    assert dataset.startswith("demo dataset demo-") and "40 identities x 20 images" in dataset
+    assert str(tmp_path) not in text and "/" not in dataset and not (tmp_path / "cache").exists()
+    assert compare.SEED_004_LOSSES == compare.COMPARED_LOSSES  # deprecated name
+
+
+def test_compare_losses_writes_the_loss_comparison_table(tmp_path, capsys):
     from kerasface.cli.compare_losses import main
 
     demo = generate_demo_dataset(tmp_path / "demo", DemoConfig(identities=16, images_per_identity=4, image_size=32,

@@ -67,9 +67,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import kerasface.losses  # noqa: F401  (registers the margin heads)
-    from kerasface.registry import LOSSES
+    from kerasface.registry import MARGIN_HEADS
 
-    LOSSES.get(args.loss)
+    MARGIN_HEADS.get(args.loss)
     combos = list(itertools.product(args.identities, args.sample_rate))
     if args.in_process:
         from kerasface.train.benchmark_partial_fc import PartialFCBenchmark, run_partial_fc_benchmark

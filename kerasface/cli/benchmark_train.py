@@ -52,12 +52,12 @@ def main(argv=None) -> int:
     from kerasface.registry import BACKBONES
 
     import kerasface.losses  # noqa: F401  (registers the margin heads)
-    from kerasface.registry import LOSSES
+    from kerasface.registry import MARGIN_HEADS
 
     for name in args.backbone:
         BACKBONES.get(name)
     if args.loss:
-        LOSSES.get(args.loss)
+        MARGIN_HEADS.get(args.loss)
     combos = list(itertools.product(args.backbone, args.image_size, args.batch_size, args.jit_compile,
                                     args.mixed_precision))
     if args.in_process:

@@ -1,4 +1,4 @@
-"""One backbone, one dataset, one run per loss; seed 004's table (loss | verification accuracy | AUC).
+"""One backbone, one dataset, one run per loss; the loss comparison table (loss | verification accuracy | AUC).
 
     kerasface-compare-losses [--losses softmax arcface ...] [training flags]   (or python pipelines/compare_losses.py)
 
@@ -20,15 +20,15 @@ from kerasface.cli.train_recognition import DEFAULTS, DEMO_DEFAULTS
 @cli_main
 def main(argv=None) -> int:
     from kerasface.registry import TASKS
-    from kerasface.train.compare import SEED_004_LOSSES, compare_losses
+    from kerasface.train.compare import COMPARED_LOSSES, compare_losses
     from kerasface.train.config import add_config_arguments, config_from_args
     from kerasface.train.tasks import task_class
 
     task_class("recognition")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, TASKS.names())
-    parser.add_argument("--losses", nargs="+", default=list(SEED_004_LOSSES),
-                        help=f"losses to compare (default: {' '.join(SEED_004_LOSSES)})")
+    parser.add_argument("--losses", nargs="+", default=list(COMPARED_LOSSES),
+                        help=f"losses to compare (default: {' '.join(COMPARED_LOSSES)})")
     parser.add_argument("--resume-table", metavar="DIR", help="a comparison folder to complete")
     add_debug_argument(parser)
     args = parser.parse_args(argv)

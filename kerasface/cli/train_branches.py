@@ -4,10 +4,10 @@
 
 Without --data it trains the multi-label attribute task (gender, emotion, pose, facial hair,
 occlusion, spectacles: 10 outputs) on the embedded demo dataset, generated once into the cache
-(~/.cache/kerasface, or $KERASFACE_CACHE), with settings measured on 2 CPU cores: 100
-identities x 20 images, top / centre / bottom 32 px crops covering 0.6 of a 53 px face (the top
-one holds eyes, brows and spectacles, the bottom one mouth and beard), a 75/25 train/test
-split, 3 epochs of batch 16 at Adam 1e-3 with a cosine schedule and no augmentation (the
+(~/.cache/kerasface, or $KERASFACE_CACHE), with settings chosen on 2 CPU cores
+(docs/benchmarks.md, "Attribute demo"): 100 identities x 20 images, top / centre / bottom
+32 px crops covering 0.6 of a 53 px face (the top one holds eyes, brows and spectacles, the
+bottom one mouth and beard), a 75/25 train/test split, 3 epochs of batch 16 at Adam 1e-3 with a cosine schedule and no augmentation (the
 renders already vary roll, shift, scale, light, blur and noise; any flag overrides these). --data takes a CSV (path, identity and label
 columns), a folder holding attributes.csv, an image folder (one sub-folder per identity, with
 --task identity for identity classification) or a TFRecord folder. Settings may also come

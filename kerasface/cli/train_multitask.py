@@ -1,4 +1,4 @@
-"""Train seed 000's multi-task model: identity embedding + attribute heads + per attribute an
+"""Train the multi-task model: identity embedding + attribute heads + per attribute an
 adversary that pushes the attribute out of the identity embedding (gradient reversal).
 
     kerasface-train-multitask                      (or python pipelines/train_multitask.py)
@@ -14,17 +14,16 @@ are never trained on.
 
 total = w_id * loss_id + sum over attributes (w_a * loss_a + w_da * loss_da_a), weights from
 --loss-weights '{"id": 1, "attributes": 1, "adversarial": 1, "gender": 2, "da_gender": 0.5}'
-(or loss_weights in a --config file). --undersample seed applies the notes' per-attribute
+(or loss_weights in a --config file). --undersample paper applies fixed per-attribute
 undersampling factors (gender 3x, emotion 1.5x, pose 2x, facial hair 2.25x, occlusion 1.75x,
 spectacles 2.5x) to the training split (they compound: on the demo data 1,200 training images
 become 54, so the demo runs without). The identity loss is --loss: a margin head (default
-normface: on the demo data at 32 px, arcface and cosface at scale 64 moved the test identity AUC
-little in 8 epochs), or triplet on P x K batches. --adversary-speed K makes the adversaries learn
-K times faster than the trunk (two time-scale training; plain gradient reversal lets the trunk
-outrun them, and they end up predicting the attribute inverted, AUC < 0.5, while the
-information stays in the embedding).
+normface, chosen on the demo data: see docs/benchmarks.md, "Multi-task demo"), or triplet on
+P x K batches. --adversary-speed K makes the adversaries learn K times faster than the trunk
+(two time-scale training; plain gradient reversal lets the trunk outrun them, and they end up
+predicting the attribute inverted, AUC < 0.5, while the information stays in the embedding).
 
-Each epoch prints seed 000's table (loss, loss_id, loss_<a>, loss_da_<a>, auc_<a>,
+Each epoch prints the multi-task table (loss, loss_id, loss_<a>, loss_da_<a>, auc_<a>,
 auc_id_cosine, auc_id_euclidean; Train | Test) and the report keeps it. The run folder holds
 model.keras (the identity embedding model alone) and attributes.keras (the attribute predictor
 alone); export each with pipelines/export.py --run RUN [--model attributes.keras].

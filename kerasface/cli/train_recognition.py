@@ -9,9 +9,9 @@ margin 0.3): s=64, m=0.5 are made for thousands of identities, the demo trains o
 --data the defaults are 112 px aligned faces (pipelines/prepare_faces.py), 20 epochs and each
 head's paper settings. --data takes an image
 folder (one sub-folder per identity), a CSV with path and identity columns, or an insightface
-RecordIO pack (train.rec + train.idx). --loss is a margin head (softmax, normface, sphereface,
-cosface, arcface, combined, magface, adaface), focal+HEAD or ohem+HEAD over a head's logits, or
-a metric loss (triplet, contrastive) on P x K identity batches; --loss-kwargs sets its options.
+RecordIO pack (train.rec + train.idx). --loss is a margin head, LOSS+HEAD (a loss over a head's
+logits, e.g. ohem+arcface) or a metric loss on P x K identity batches (the names: --loss in the
+model options below); --loss-kwargs sets its options.
 
 Each epoch scores same/different pairs of the validation and test identities (accuracy by
 the LFW 10-fold protocol, ROC AUC by cosine and euclidean distance); the best checkpoint by

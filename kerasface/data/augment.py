@@ -24,7 +24,7 @@ TINY = float(np.finfo(np.float32).tiny)
 @dataclasses.dataclass
 class AugmentConfig:
     """noise_sigma: std of additive gaussian noise as a fraction of the value range (5%).
-    max_rotation: rotation angle drawn uniformly in [-max, max] degrees (the notes: 0-50).
+    max_rotation: rotation angle drawn uniformly in [-max, max] degrees (the paper used 0-50).
     flip: horizontal flip with probability 1/2 (labels that name a side follow the image, see
     ``augment_example``).
     brightness: additive shift drawn in [-b, b] times the value range.

@@ -28,7 +28,7 @@ SEED_UNDERSAMPLING = {
     "occlusion": 1.75,
     "spectacles": 2.5,
 }
-"""Undersampling factors of the research notes' multi-task iResNet18 run (gender 5.25 -> 1.75)."""
+"""Undersampling factors of ``--undersample paper``, from a multi-task iResNet18 run (gender 5.25 -> 1.75)."""
 
 
 def _imbalance(majority: int, minority: int) -> float:

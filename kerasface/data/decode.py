@@ -37,7 +37,7 @@ def decode_image(data: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
 
 
 def resize_image(image: tf.Tensor, size: int | tuple[int, int], mode: str = "pad") -> tf.Tensor:
-    """Resize to ``size`` (square int or (height, width)).
+    """Resize an (H, W, C) image or a (B, H, W, C) batch to ``size`` (square int or (height, width)).
 
     pad: keep the aspect ratio and pad the borders with zeros (letterbox);
     stretch: scale each axis independently;
@@ -49,7 +49,7 @@ def resize_image(image: tf.Tensor, size: int | tuple[int, int], mode: str = "pad
     if mode == "pad":
         return tf.image.resize_with_pad(image, height, width)
     if mode == "crop":
-        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        shape = tf.cast(tf.shape(image)[-3:-1], tf.float32)
         scale = tf.maximum(height / shape[0], width / shape[1])
         scaled = tf.cast(tf.math.ceil(shape * scale), tf.int32)
         scaled = tf.maximum(scaled, [height, width])

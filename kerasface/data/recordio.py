@@ -24,9 +24,8 @@ The format, byte for byte (dmlc-core ``recordio.h``, mxnet ``recordio.py``):
 
 Reading cost: ``read_recordio`` parses ``train.idx`` and reads the first bytes of every record
 (magic, length, IRHeader, first label) through a memory map, vectorised with NumPy: no image is
-read or decoded. That took 1.8 s for 300,000 records with the file in the page cache (about
-35 s for MS1M-ArcFace's 5.8 million); from a cold disk it is one small random read per record,
-bound by the disk's random-read rate.
+read or decoded (docs/benchmarks.md, "RecordIO index"); from a cold disk it is one small
+random read per record, bound by the disk's random-read rate.
 Images are read by the pipeline: ``pread`` (no shared file position), ``READ_BATCH`` records
 per Python call, calls in parallel.
 """

@@ -3,7 +3,7 @@
 By identity: identities are shuffled and partitioned, so no person is in two parts; this
 is what face verification on unseen people needs. By sample: every stratum (an identity,
 a label value, or the whole table) gives about the same fraction of its samples to each
-part; the research notes' "shuffle, then 50/50 split" is ``split_by_sample(s, 0.5,
+part; a plain "shuffle, then 50/50 split" is ``split_by_sample(s, 0.5,
 stratify=None)``.
 """
 

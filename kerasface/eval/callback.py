@@ -39,7 +39,7 @@ class PairSetEvaluation(keras.callbacks.Callback):
 
     embedding_model: a keras.Model, a callable ``training model -> keras.Model`` (such as the
     embedding layer's sub-model), or None for the training model itself. ``image_size`` is needed
-    only when that model accepts any size; ``resize_mode`` defaults to ``stretch``.
+    only when that model accepts any size; ``resize_mode`` defaults to the one the model records.
     """
 
     def __init__(self, pair_sets: Mapping[str, PairSet], embedding_model: keras.Model | Callable | None = None,
@@ -77,7 +77,7 @@ class PairSetEvaluation(keras.callbacks.Callback):
     def _cached(self, name: str, model: EmbeddingModel) -> tuple[np.ndarray, np.ndarray]:
         if name not in self._images:
             self._images[name] = decode_images(self.pair_sets[name].images, model.image_size, model.resize_mode,
-                                               self.batch_size)
+                                               self.batch_size, model=model.name)
         return self._images[name]
 
     def _due(self, epoch: int) -> bool:

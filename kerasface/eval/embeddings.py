@@ -3,10 +3,12 @@ SavedModel folder (its ``serving_default`` signature) or an in-memory ``keras.Mo
 
 Images (paths or encoded bytes) are decoded and resized in ``tf.data`` (``kerasface.data.decode``)
 to the model's input (H, W), batched and prefetched, and fed to the model as float32 RGB in
-[0, 255] (models carry their own input scaling). The resize mode is the run's (run folder), the
-export's (``kerasface_input.json`` of a kit SavedModel) or ``stretch``. With ``flip`` an image's
-embedding is ``f(x) + f(mirror(x))`` (insightface's flip test); ``normalize`` divides each by its
-L2 norm.
+[0, 255] (models carry their own input scaling). The resize mode is the one asked for (``--resize``),
+else the one the model was trained with: recorded in the model (``kerasface.models.preprocessing``)
+or in a kit SavedModel's ``kerasface_input.json``, else, for a model saved before models kept it,
+in its run's ``config.json``. A model that says nothing takes images of its own size only: any
+other is refused, not resized by a guess. With ``flip`` an image's embedding is
+``f(x) + f(mirror(x))`` (insightface's flip test); ``normalize`` divides each by its L2 norm.
 """
 
 from __future__ import annotations
@@ -24,17 +26,21 @@ from kerasface.eval.verification import l2_normalize
 from kerasface.progress import progress_bar
 from kerasface.saving import load_model
 
-DEFAULT_RESIZE = "stretch"
+RESIZE_FLAG = "--resize pad|stretch|crop"
 
 
 @dataclasses.dataclass
 class EmbeddingModel:
-    """``predict``: float32 images (B, H, W, 3), RGB in [0, 255] -> (B, D) embeddings."""
+    """``predict``: float32 images (B, H, W, 3), RGB in [0, 255] -> (B, D) embeddings;
+    ``resize_mode`` None: nothing says how the model's images were resized, so they must come at
+    ``image_size``; ``preprocessing``: the model's own record of its input
+    (``InputPreprocessing.as_dict``), if any."""
 
     name: str
     image_size: tuple[int, int]
-    resize_mode: str
+    resize_mode: str | None
     predict: Callable[[np.ndarray], np.ndarray]
+    preprocessing: dict | None = None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         out = np.asarray(self.predict(images))
@@ -65,7 +71,10 @@ def _pick_size(name: str, static: tuple, given) -> tuple[int, int]:
 
 def keras_embedding_model(model, name: str | None = None, image_size=None,
                           resize_mode: str | None = None) -> EmbeddingModel:
-    """Wrap a single-input Keras model whose output is one (batch, dim) tensor."""
+    """Wrap a single-input Keras model whose output is one (batch, dim) tensor; ``resize_mode``
+    defaults to the one the model records."""
+    from kerasface.models.preprocessing import input_preprocessing
+
     name = name or model.name
     inputs, outputs = getattr(model, "inputs", None), getattr(model, "outputs", None)
     if inputs is not None and len(inputs) != 1:
@@ -81,8 +90,9 @@ def keras_embedding_model(model, name: str | None = None, image_size=None,
     if len(shape) != 4 or shape[-1] not in (3, None):
         raise BadInputError(f"{name}: the model's input has shape {shape}; expected RGB images (batch, H, W, 3)")
     size = _pick_size(name, shape[1:3], image_size)
-    return EmbeddingModel(name, size, resize_mode or DEFAULT_RESIZE,
-                          lambda x: np.asarray(model.predict_on_batch(x)))
+    record = input_preprocessing(model, name)
+    return EmbeddingModel(name, size, resize_mode or (record.resize_mode if record else None),
+                          lambda x: np.asarray(model.predict_on_batch(x)), record.as_dict() if record else None)
 
 
 def _savedmodel_embedding_model(folder: Path, image_size, resize_mode) -> EmbeddingModel:
@@ -107,7 +117,7 @@ def _savedmodel_embedding_model(folder: Path, image_size, resize_mode) -> Embedd
             f"{folder}: serving_default outputs {dict((k, v.shape) for k, v in outputs.items())}; an embedding "
             "model must output one vector per image (batch, dim)")
     output_key = next(iter(outputs))
-    settings_file = folder / "kerasface_input.json"
+    settings_file, settings = folder / "kerasface_input.json", {}
     if settings_file.is_file():
         from kerasface.data.pipeline import InputConfig
 
@@ -115,14 +125,14 @@ def _savedmodel_embedding_model(folder: Path, image_size, resize_mode) -> Embedd
         config = InputConfig(**{k: settings[k] for k in ("image_size", "views", "crop_fraction", "resize_mode")
                                 if k in settings})
         image_size = image_size if image_size is not None else config.base_shape
-        resize_mode = resize_mode or config.resize_mode
+        resize_mode = resize_mode or settings.get("resize_mode")
     size = _pick_size(str(folder), (spec.shape[1], spec.shape[2]), image_size)
 
     def predict(images):
         result = signature(**{key: tf.constant(images, tf.float32)}) if key else signature(tf.constant(images))
         return result[output_key].numpy()
 
-    return EmbeddingModel(str(folder), size, resize_mode or DEFAULT_RESIZE, predict)
+    return EmbeddingModel(str(folder), size, resize_mode, predict, settings.get("preprocessing"))
 
 
 def portable_embedding_model(path, image_size=None, resize_mode: str | None = None) -> EmbeddingModel:
@@ -135,15 +145,16 @@ def portable_embedding_model(path, image_size=None, resize_mode: str | None = No
     if len(shape) != 4 or shape[-1] != 3:
         raise BadInputError(f"{path}: the model's input has shape {shape}; expected RGB images (batch, H, W, 3)")
     recorded = recorded_preprocessing(path)
-    resize_mode = resize_mode or (recorded.resize_mode if recorded else None) or DEFAULT_RESIZE
-    return EmbeddingModel(str(path), _pick_size(str(path), shape[1:3], image_size), resize_mode, predict)
+    resize_mode = resize_mode or (recorded.resize_mode if recorded else None)
+    return EmbeddingModel(str(path), _pick_size(str(path), shape[1:3], image_size), resize_mode, predict,
+                          recorded.as_dict() if recorded else None)
 
 
 def load_embedding_model(source, image_size=None, resize_mode: str | None = None) -> EmbeddingModel:
     """An ``EmbeddingModel`` from a keras.Model, a ``.keras`` file, a run folder, a SavedModel
     folder or an ONNX / LiteRT file."""
     if isinstance(source, EmbeddingModel):
-        return source
+        return dataclasses.replace(source, resize_mode=resize_mode) if resize_mode else source
     import keras
 
     if isinstance(source, keras.Model):
@@ -158,7 +169,6 @@ def load_embedding_model(source, image_size=None, resize_mode: str | None = None
         if not model_file.is_file():
             raise BadInputError(
                 f"{path}: neither a SavedModel (saved_model.pb) nor a run folder (model.keras)")
-        resize_mode = resize_mode or _run_resize_mode(path)
         path = model_file
     elif path.suffix.lower() in (".onnx", ".tflite"):
         return portable_embedding_model(path, image_size, resize_mode)
@@ -170,16 +180,24 @@ def load_embedding_model(source, image_size=None, resize_mode: str | None = None
         model = load_model(path, compile=False)
     except (ValueError, TypeError, OSError) as error:
         raise BadInputError(f"{path}: cannot load the model: {str(error).splitlines()[0]}") from None
-    return keras_embedding_model(model, name=str(path), image_size=image_size, resize_mode=resize_mode)
+    embedding = keras_embedding_model(model, name=str(path), image_size=image_size, resize_mode=resize_mode)
+    embedding.resize_mode = embedding.resize_mode or _run_resize_mode(path)
+    return embedding
 
 
-def _run_resize_mode(run_dir: Path) -> str | None:
+def _run_resize_mode(model_file: Path) -> str | None:
+    """``data.resize_mode`` of the run that saved ``model_file`` (``RUN/model.keras``, another
+    model beside it or ``RUN/checkpoints/*.keras``), or None."""
     from kerasface.train.config import CONFIG_FILE
 
-    config = run_dir / CONFIG_FILE
-    if not config.is_file():
+    folder = model_file.parent
+    run_dir = folder.parent if folder.name == "checkpoints" else folder
+    try:
+        settings = json.loads((run_dir / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
         return None
-    return json.loads(config.read_text()).get("data", {}).get("resize_mode")
+    data = settings.get("data") if isinstance(settings, dict) else None
+    return data.get("resize_mode") if isinstance(data, dict) else None
 
 
 def _unique(images: Sequence) -> tuple[list, np.ndarray, bool]:
@@ -197,9 +215,10 @@ def _unique(images: Sequence) -> tuple[list, np.ndarray, bool]:
     return list(index), inverse, True
 
 
-def image_dataset(images: Sequence, image_size, resize_mode: str = DEFAULT_RESIZE, batch_size: int = 64,
+def image_dataset(images: Sequence, image_size, resize_mode: str | None = None, batch_size: int = 64,
                   paths: bool = True):
-    """``tf.data`` of float32 (B, H, W, 3) batches: read (paths), decode, resize, batch, prefetch."""
+    """``tf.data`` of float32 (B, H, W, 3) batches: read (paths), decode, resize, batch, prefetch.
+    Without ``resize_mode`` an image of another size fails its batch (``_undecodable`` names it)."""
     import tensorflow as tf
 
     from kerasface.data.decode import decode_image, resize_image
@@ -208,7 +227,9 @@ def image_dataset(images: Sequence, image_size, resize_mode: str = DEFAULT_RESIZ
 
     def load(item):
         data = tf.io.read_file(item) if paths else item
-        image = resize_image(decode_image(data), size, resize_mode)
+        image = decode_image(data)
+        if resize_mode is not None:
+            image = resize_image(image, size, resize_mode)
         return tf.ensure_shape(image, [*size, 3])
 
     return (tf.data.Dataset.from_tensor_slices(list(images))
@@ -217,19 +238,26 @@ def image_dataset(images: Sequence, image_size, resize_mode: str = DEFAULT_RESIZ
             .prefetch(tf.data.AUTOTUNE))
 
 
-def _undecodable(images: Sequence, start: int, stop: int, paths: bool, error) -> BadInputError:
-    """The error naming the first image of ``images[start:stop]`` that does not decode."""
+def _undecodable(images: Sequence, start: int, stop: int, paths: bool, error, model: str = "the model",
+                 size: tuple[int, int] | None = None) -> BadInputError:
+    """The error naming the first image of ``images[start:stop]`` that does not decode or, with
+    ``size`` (images that ``model`` takes as they are), is not of that size."""
     import tensorflow as tf
 
     from kerasface.data.decode import decode_image
 
     for k in range(start, min(stop, len(images))):
+        what = images[k] if paths else f"image {k}"
         try:
-            decode_image(tf.io.read_file(images[k]) if paths else tf.constant(images[k]))
+            image = decode_image(tf.io.read_file(images[k]) if paths else tf.constant(images[k]))
         except (tf.errors.OpError, ValueError) as failure:
-            what = images[k] if paths else f"image {k}"
             reason = getattr(failure, "message", str(failure)).strip().splitlines()[0]
             return BadInputError(f"{what}: does not decode ({reason})")
+        if size is not None and tuple(image.shape[:2]) != tuple(size):
+            return BadInputError(
+                f"{model}: records no resize mode (how its training resized images to {size[0]}x{size[1]}), "
+                f"and {what} is {image.shape[0]}x{image.shape[1]}; give the one it was trained with "
+                f"({RESIZE_FLAG})")
     return BadInputError(f"images {start}-{stop - 1} failed to load: {getattr(error, 'message', error)}")
 
 
@@ -281,7 +309,8 @@ def extract_embeddings(model, images: Sequence, batch_size: int = 64, flip: bool
 
     def on_error(start, stop, error):
         if isinstance(error, tf.errors.OpError):
-            return _undecodable(unique, start, stop, paths, error)
+            return _undecodable(unique, start, stop, paths, error, model.name,
+                                None if model.resize_mode else model.image_size)
         return error
 
     vectors = embed_batches(model, dataset.as_numpy_iterator(), len(unique), batch_size, flip=flip,
@@ -296,10 +325,11 @@ def embed_pair_set(model, pair_set, **options) -> tuple[np.ndarray, np.ndarray]:
     return vectors[0::2], vectors[1::2]
 
 
-def decode_images(images: Sequence, image_size, resize_mode: str = DEFAULT_RESIZE, batch_size: int = 64,
-                  dtype=np.uint8) -> tuple[np.ndarray, np.ndarray]:
+def decode_images(images: Sequence, image_size, resize_mode: str | None = None, batch_size: int = 64,
+                  dtype=np.uint8, model: str = "the model") -> tuple[np.ndarray, np.ndarray]:
     """The distinct ``images`` decoded and resized into one (U, H, W, 3) array (rounded for an
-    integer dtype), and the index of each of ``images`` in it."""
+    integer dtype), and the index of each of ``images`` in it; ``model`` names what they are for
+    in errors."""
     import tensorflow as tf
 
     unique, inverse, paths = _unique(images)
@@ -313,7 +343,8 @@ def decode_images(images: Sequence, image_size, resize_mode: str = DEFAULT_RESIZ
         except StopIteration:
             break
         except tf.errors.OpError as error:
-            raise _undecodable(unique, start, start + batch_size, paths, error) from None
+            raise _undecodable(unique, start, start + batch_size, paths, error, model,
+                               None if resize_mode else size) from None
         if np.issubdtype(dtype, np.integer):
             batch = np.clip(np.rint(batch), 0, 255)
         out[start:start + len(batch)] = batch

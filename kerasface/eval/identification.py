@@ -57,11 +57,9 @@ def identity_scores(gallery, gallery_ids: Sequence, probes) -> tuple[np.ndarray,
     if len(gallery_ids) != len(gallery):
         raise BadInputError(f"{len(gallery)} gallery embeddings but {len(gallery_ids)} gallery identities")
     identities, which = np.unique(gallery_ids, return_inverse=True)
-    similarity = probes @ gallery.T
-    scores = np.full((len(probes), len(identities)), -np.inf)
-    for column in range(len(identities)):
-        scores[:, column] = similarity[:, which == column].max(axis=1)
-    return identities, scores
+    order = np.argsort(which, kind="stable")
+    starts = np.searchsorted(which[order], np.arange(len(identities)))
+    return identities, np.maximum.reduceat(probes @ gallery[order].T, starts, axis=1)
 
 
 def _ranks(scores: np.ndarray, truth: np.ndarray) -> np.ndarray:

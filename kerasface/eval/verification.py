@@ -114,6 +114,13 @@ def tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
     return float(tpr[np.searchsorted(fpr, far, side="right") - 1])
 
 
+def nearest_tar_at_far(fpr: np.ndarray, tpr: np.ndarray, far: float) -> float:
+    """TPR of the ROC point whose FPR is nearest to ``far`` (of equally near points the last, of
+    highest TPR): how insightface's IJB scripts (``ijb_11.py``) read TAR@FAR off ``roc_curve``."""
+    distance = np.abs(np.asarray(fpr)[::-1] - far)
+    return float(np.asarray(tpr)[::-1][np.argmin(distance)])
+
+
 def equal_error_rate(fpr: np.ndarray, tpr: np.ndarray) -> float:
     """The rate where FPR = FNR = 1 - TPR, interpolated between the two ROC points around it."""
     gap = (1.0 - tpr) - fpr

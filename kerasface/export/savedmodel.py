@@ -11,18 +11,22 @@ Export needs the TensorFlow backend (the graph holds ``tf.image`` ops).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from kerasface.data.pipeline import InputConfig
+from kerasface.errors import BadInputError
+from kerasface.models.preprocessing import InputPreprocessing, input_preprocessing
 
 INPUT_CONFIG_FILE = "kerasface_input.json"
 
@@ -45,9 +49,25 @@ def check_export_target(out_dir) -> None:
         )
 
 
-def export_savedmodel(model: keras.Model, input_config: InputConfig, out_dir) -> Path:
-    """Write ``model`` with its three signatures to ``out_dir`` (via a temporary sibling folder,
-    renamed when complete). ``kerasface_input.json`` beside it records the input settings."""
+def export_preprocessing(model: keras.Model, input_config: InputConfig) -> InputPreprocessing | None:
+    """What the model records of its input, with the resize the export applies; refuses an
+    input config whose resize differs from the one the model was trained with."""
+    recorded = input_preprocessing(model)
+    if recorded is None:
+        return None
+    if recorded.resize_mode not in (None, input_config.resize_mode):
+        raise BadInputError(
+            f"{model.name}: trained on images resized with {recorded.resize_mode!r}, but the export would "
+            f"resize with {input_config.resize_mode!r}; export with resize_mode={recorded.resize_mode!r}")
+    return dataclasses.replace(recorded, resize_mode=input_config.resize_mode)
+
+
+def export_savedmodel(model: keras.Model, input_config: InputConfig, out_dir,
+                      check: Callable[[Path], object] | None = None) -> Path:
+    """Write ``model`` with its three signatures to ``out_dir`` via a temporary sibling folder,
+    renamed when complete and, with ``check``, only once ``check(temporary folder)`` returns;
+    when it raises, nothing is left. ``kerasface_input.json`` beside it records the input
+    settings and the model's ``InputPreprocessing``."""
     _require_tensorflow()
     import tensorflow as tf
 
@@ -57,6 +77,7 @@ def export_savedmodel(model: keras.Model, input_config: InputConfig, out_dir) ->
 
     out_dir = Path(out_dir).resolve()
     check_export_target(out_dir)
+    preprocessing = export_preprocessing(model, input_config)
     size, base = input_config.image_size, input_config.base_shape
     multi = input_config.num_views > 1
 
@@ -91,7 +112,10 @@ def export_savedmodel(model: keras.Model, input_config: InputConfig, out_dir) ->
         archive.write_out(str(staging), verbose=False)
         (staging / INPUT_CONFIG_FILE).write_text(json.dumps(
             {"image_size": size, "views": input_config.views, "crop_fraction": input_config.crop_fraction,
-             "resize_mode": input_config.resize_mode}, indent=2))
+             "resize_mode": input_config.resize_mode,
+             "preprocessing": preprocessing.as_dict() if preprocessing else None}, indent=2))
+        if check is not None:
+            check(staging)
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(staging, out_dir)

@@ -3,9 +3,9 @@ Cascaded Convolutional Networks", IEEE SPL 2016) from the ``mtcnn`` package, who
 inside it.
 
 ``FaceDetector.detect`` takes several RGB images per call. Images of similar shape go through
-the package's batched path together (one PNet/RNet/ONet call per pyramid scale for the whole
-batch instead of one per image), and each stage network runs as one ``tf.function`` traced for
-any image size and batch, instead of Keras' eager layer-by-layer call. Each face has a box
+the package's stages together, padded to a common size (one PNet/RNet/ONet call per pyramid
+scale for the whole batch instead of one per image), and each stage network runs as one
+``tf.function`` traced for any image size and batch, instead of Keras' eager layer-by-layer call. Each face has a box
 (x1, y1, x2, y2), five landmarks in image order (left eye, right eye, nose, left and right mouth
 corner as seen in the image) and the ONet confidence; faces of an image come largest first.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from kerasface.errors import BadInputError
 
-MODES = ("largest", "all")
+MODES = ("largest", "center", "all")
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 MIN_SIDE = 12
 
@@ -41,11 +41,26 @@ class Face:
                               for k, (x, y) in zip(LANDMARK_NAMES, self.landmarks)}}
 
 
-def select_faces(faces: list[Face], mode: str) -> list[Face]:
-    """``largest``: the first (largest) face only; ``all``: every face."""
+def center_score(face: Face, shape) -> float:
+    """Box area minus twice the squared distance of the box centre from the centre of an image of
+    ``shape`` (pixels): the face FaceNet's and insightface's MTCNN preparation of LFW keep."""
+    height, width = shape[:2]
+    x1, y1, x2, y2 = face.box
+    return face.area - 2.0 * (((x1 + x2) / 2 - width / 2) ** 2 + ((y1 + y2) / 2 - height / 2) ** 2)
+
+
+def select_faces(faces: list[Face], mode: str, shape=None) -> list[Face]:
+    """``largest``: the first (largest) face only; ``center``: the face of the highest
+    ``center_score`` in an image of ``shape``, the subject of a benchmark photo; ``all``: every face."""
     if mode not in MODES:
         raise BadInputError(f"unknown face mode {mode!r}; choose one of {', '.join(MODES)}")
-    return faces[:1] if mode == "largest" else list(faces)
+    if mode == "all":
+        return list(faces)
+    if mode == "center" and faces:
+        if shape is None:
+            raise ValueError("mode 'center' needs the image shape")
+        return [max(faces, key=lambda face: center_score(face, shape))]
+    return faces[:1]
 
 
 class _Compiled:
@@ -124,13 +139,34 @@ class FaceDetector:
         return 1.0 if self.max_side is None or longest <= self.max_side else self.max_side / longest
 
     def _run(self, images: list[np.ndarray], min_face_size: float) -> list[list[Face]]:
-        rows = self._mtcnn.detect_faces(images, box_format="xyxy", output_type="numpy",
-                                        min_face_size=min_face_size, threshold_onet=self.threshold)
-        rows = np.asarray(rows, np.float64).reshape(-1, 16)
+        """The stages of the package's ``detect_faces`` on the batch padded to a common size
+        (centred, ``mtcnn.utils.images.standarize_batch``); each face is moved back by the padding
+        of its own image and its box clipped to that image. (``detect_faces`` itself pairs the
+        offsets with the images that have faces by position, so one image without a face shifts
+        the faces of every later image.)"""
+        import tensorflow as tf
+        from mtcnn.utils.images import standarize_batch
+
+        with tf.device(self.device):
+            stacked, shapes, padding = standarize_batch(images)
+            rows = None
+            try:
+                for stage in self._mtcnn.stages:
+                    rows = stage(bboxes_batch=rows, images_normalized=stacked, images_oshapes=shapes,
+                                 min_face_size=min_face_size, threshold_onet=self.threshold)
+            except tf.errors.InvalidArgumentError:  # how the package's stages end a batch without faces
+                rows = None
+        rows = np.empty((0, 16)) if rows is None else np.asarray(rows, np.float64).reshape(-1, 16)
         out = []
-        for k in range(len(images)):
+        for k, (height, width, _) in enumerate(shapes):
             mine = rows[rows[:, 0] == k]
-            faces = [Face(r[1:5].copy(), np.stack([r[6:11], r[11:16]], axis=1), float(r[5])) for r in mine]
+            top, left = padding[k, 0, 0], padding[k, 1, 0]
+            faces = []
+            for r in mine:
+                box = r[1:5] - (left, top, left, top)
+                box[[0, 2]] = np.clip(box[[0, 2]], 0, width - 1)
+                box[[1, 3]] = np.clip(box[[1, 3]], 0, height - 1)
+                faces.append(Face(box, np.stack([r[6:11] - left, r[11:16] - top], axis=1), float(r[5])))
             out.append(sorted(faces, key=lambda f: -f.area))
         return out
 

@@ -8,10 +8,10 @@ import keras
 from keras import ops
 
 from kerasface.losses.margin import MarginHead
-from kerasface.registry import LOSSES
+from kerasface.registry import MARGIN_HEADS
 
 
-@LOSSES.register("adaface")
+@MARGIN_HEADS.register("adaface")
 @keras.saving.register_keras_serializable(package="kerasface")
 class AdaFace(MarginHead):
     """Target ``s * (cos(clip(theta + g_angular, eps, pi - eps)) - g_additive)`` with

@@ -6,10 +6,10 @@ import keras
 from keras import ops
 
 from kerasface.losses.distances import batch_index, label_masks, pairwise_distance
-from kerasface.registry import LOSSES
+from kerasface.registry import METRIC_LOSSES
 
 
-@LOSSES.register("contrastive")
+@METRIC_LOSSES.register("contrastive")
 @keras.saving.register_keras_serializable(package="kerasface")
 class ContrastiveLoss(keras.losses.Loss):
     """Mean over the pairs i < j of ``d^2`` (same identity) or ``max(margin - d, 0)^2``

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from kerasface.registry import LOSSES
+from kerasface.registry import LOGIT_LOSSES
 
 
 def log_target_probability(labels, logits):
@@ -16,7 +16,7 @@ def log_target_probability(labels, logits):
     return ops.sum(one_hot * ops.log_softmax(logits, axis=-1), axis=-1)
 
 
-@LOSSES.register("focal")
+@LOGIT_LOSSES.register("focal")
 @keras.saving.register_keras_serializable(package="kerasface")
 class FocalLoss(keras.losses.Loss):
     """``-(1 - p_t)^gamma log p_t`` per sample (p_t the softmax probability of the label),

@@ -6,10 +6,10 @@ import keras
 from keras import ops
 
 from kerasface.losses.margin import MarginHead, arc_margin
-from kerasface.registry import LOSSES
+from kerasface.registry import MARGIN_HEADS
 
 
-@LOSSES.register("magface")
+@MARGIN_HEADS.register("magface")
 @keras.saving.register_keras_serializable(package="kerasface")
 class MagFace(MarginHead):
     """Target ``s * cos(theta + m(a))`` with a = ||x|| clipped to [l_a, u_a] and

@@ -9,13 +9,13 @@ from keras import ops
 
 from kerasface.losses.distances import batch_index
 from kerasface.losses.focal import log_target_probability
-from kerasface.registry import LOSSES
+from kerasface.registry import LOGIT_LOSSES
 
 # ceil(keep_ratio * B) is taken of keep_ratio * B - ROUNDING, so 0.7 * 10 keeps 7, not 8
 ROUNDING = 1e-3
 
 
-@LOSSES.register("ohem")
+@LOGIT_LOSSES.register("ohem")
 @keras.saving.register_keras_serializable(package="kerasface")
 class OHEM(keras.losses.Loss):
     """Mean softmax cross-entropy ``-log p_t`` of the ``k = ceil(keep_ratio * B)`` samples with

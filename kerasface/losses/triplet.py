@@ -8,12 +8,12 @@ from keras import ops
 from kerasface.losses.distances import (
     DISTANCES, label_masks, masked_maximum, masked_minimum, pairwise_distance,
 )
-from kerasface.registry import LOSSES
+from kerasface.registry import METRIC_LOSSES
 
 MINING = ("semi-hard", "hard", "all")
 
 
-@LOSSES.register("triplet")
+@METRIC_LOSSES.register("triplet")
 @keras.saving.register_keras_serializable(package="kerasface")
 class TripletLoss(keras.losses.Loss):
     """``max(d(a, p) - d(a, n) + margin, 0)`` over in-batch triplets; ``loss(labels, embeddings)``.

@@ -1,5 +1,5 @@
 """Backbones (by name), our ViT, face-recognition embedding networks (IResNet, IR-SE,
-MobileFaceNet), multi-branch models with their heads, and the seed layouts."""
+MobileFaceNet), multi-branch models with their heads, and the paper preset's layouts."""
 
 import kerasface.models.seresnet  # noqa: F401  (registers seresnet18/34)
 from kerasface.models.backbones import create_backbone, list_backbones

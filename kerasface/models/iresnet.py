@@ -58,7 +58,8 @@ def check_activation(activation: str, backbone: str) -> None:
 def conv(x, filters: int, kernel_size: int, stride: int, name: str, depthwise: bool = False, groups: int = 1):
     """Bias-free conv with torch's symmetric ``padding=kernel_size // 2``. At stride 1 that is
     Keras' "same"; at stride 2 "same" pads only bottom/right, so explicit zero padding then a
-    "valid" conv (an extra copy of the input: at stride 1 it cost iresnet50 6% of its CPU step).
+    "valid" conv (an extra copy of the input, which "same" at stride 1 avoids; see
+    docs/benchmarks.md, "Recognition train step").
     ``groups``: a grouped conv (torch ``groups``), as arcface_torch's MobileFaceNet stem has."""
     padding = kernel_size // 2
     conv_kwargs = dict(use_bias=False, name=name)

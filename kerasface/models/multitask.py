@@ -1,4 +1,4 @@
-"""The multi-task model of seed 000 (plan B): a shared trunk, an identity embedding, one head
+"""The multi-task model: a shared trunk, an identity embedding, one head
 per attribute, and per attribute an adversary on the identity embedding behind a gradient
 reversal, so that the embedding carries as little attribute information as it can.
 
@@ -125,14 +125,13 @@ def build_multitask_model(
     features, embedding = trunk(images)
     inputs, outputs = [images], {}
     if identity_head:
-        from kerasface.registry import LOSSES
-        import kerasface.losses  # noqa: F401  (registers the heads)
+        from kerasface.losses import margin_head
 
         if not num_identities:
             raise ValueError(f"the {identity_head} head needs the number of training identities")
         labels = keras.Input((), dtype="int32", name="identity")
         inputs.append(labels)
-        head = LOSSES.get(identity_head)(num_identities, **(head_kwargs or {}), name="margin_head")
+        head = margin_head(identity_head, num_identities, **(head_kwargs or {}), name="margin_head")
         outputs[ID_OUTPUT] = head(embedding, labels)
     else:
         outputs[ID_OUTPUT] = keras.layers.Activation("linear", dtype="float32", name="id_embedding")(embedding)

@@ -1,4 +1,4 @@
-"""The research notes' seed layouts: three images, each through a full classifier backbone
+"""The paper preset's layouts (``--preset paper``): three images, each through a full classifier backbone
 (``include_top=True``), classifier outputs concatenated -> Dense(256, relu) -> Dense(10, sigmoid).
 
 Parameter counts (independent of the input size):
@@ -12,7 +12,7 @@ resnet50            77,521,602   159,360        ResNet50, 1000 classes, softmax
 vit                 164,615,874  0              ViT 224/32, dim 1024, depth 6, 1000 logits
 ==================  ===========  =============  ===========================================
 
-The notes' 65,146,290 trainable for EfficientNetV2S is this layout with 1000 classes per branch
+The paper's 65,146,290 trainable for EfficientNetV2S is this layout with 1000 classes per branch
 instead of 256 (3 * 1281 * (1000 - 256) + 768 * (1000 - 256) = 3,430,584 more).
 """
 
@@ -44,11 +44,11 @@ SEED_BACKBONE_KWARGS = {
 
 
 def seed_preset(backbone: str, input_shape=None) -> dict:
-    """``build_branch_model`` kwargs of the seed layout for ``backbone`` (default 224x224x3)."""
+    """``build_branch_model`` kwargs of the paper preset's layout for ``backbone`` (default 224x224x3)."""
     key = backbone.lower()
     if key not in SEED_BACKBONE_KWARGS:
         raise KeyError(
-            f"no seed preset for backbone {backbone!r}; choose one of: "
+            f"no paper preset for backbone {backbone!r}; choose one of: "
             f"{', '.join(sorted(SEED_BACKBONE_KWARGS))}"
         )
     return {

@@ -1,4 +1,4 @@
-"""Run reports: the research notes' report card, per-epoch grids, ROC per label and plots."""
+"""Run reports: the report card, per-epoch grids, ROC per label and plots."""
 
 from kerasface.report.card import CARD_KEYS, format_bytes, format_duration, format_params, format_results
 from kerasface.report.writer import load_run_report, write_run_report

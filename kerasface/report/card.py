@@ -1,6 +1,7 @@
-"""The run's report card: one row in the research notes' layout, and every field in full.
+"""The run's report card: one row (base | layout | params | epochs, time | batch | results | device),
+and every field in full.
 
-Sizes follow the notes: bytes = params * 4 (float32 weights), units of 1024.
+Sizes: bytes = params * 4 (float32 weights), units of 1024.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def split_fractions(split) -> dict[str, float]:
 
 
 def metric_order(metrics: Mapping) -> list[str]:
-    """Metrics first in their given order, losses last (the notes' "bin-acc ... AUC ... loss")."""
+    """Metrics first in their given order, losses last ("bin-acc ... AUC ... loss")."""
     names = list(metrics)
     return [m for m in names if not m.endswith("loss")] + [m for m in names if m.endswith("loss")]
 
@@ -196,7 +197,7 @@ def _params_text(card: Mapping) -> str:
 
 
 def notes_row(card: Mapping, results: Mapping, epochs_run: int | None = None) -> dict[str, str]:
-    """The card in the notes' columns: base | layout | params | epochs, time | batch | results | device."""
+    """The card in its columns: base | layout | params | epochs, time | batch | results | device."""
     return {
         "base": format_value("base_model", card.get("base_model")),
         "layout": format_value("layout", card.get("layout")),

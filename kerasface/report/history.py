@@ -1,7 +1,8 @@
-"""Per-epoch tables from a Keras ``History.history`` dict, in the research notes' grid style.
+"""Per-epoch tables from a Keras ``History.history`` dict, as grids.
 
-For each shown epoch a "Metric | Train | Validation" grid (the notes call the second
-column Test); keys with a ``val_`` prefix are the validation values of the unprefixed metric.
+For each shown epoch a "Metric | Train | Validation" grid (headed Test instead where the
+held-out split is the test split); keys with a ``val_`` prefix are the validation values of
+the unprefixed metric.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def epoch_grids(history: Mapping[str, list[float]], epochs: list[int], names: li
 
 
 def notes_tables(history: Mapping[str, list[float]], epochs: list[int], per_table: int = 4) -> list[str]:
-    """GitHub tables in the notes' form ``| metric | train e10 | val e10 | ... |``, a few epochs each."""
+    """GitHub tables of the form ``| metric | train e10 | val e10 | ... |``, a few epochs each."""
     names = metric_names(history)
     tables = []
     for start in range(0, len(epochs), per_table):

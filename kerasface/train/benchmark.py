@@ -12,10 +12,9 @@ import time
 import keras
 import numpy as np
 
-import kerasface.losses  # noqa: F401  (registers the margin heads)
+from kerasface.losses import margin_head
 from kerasface.models import build_branch_model
 from kerasface.models.embedding import build_embedding_model, build_margin_model
-from kerasface.registry import LOSSES
 from kerasface.train.runtime import resolve_runtime
 
 
@@ -71,7 +70,7 @@ def run_train_benchmark(bench: TrainBenchmark, seed: int = 0) -> dict:
                                  f"use --branches 1 (got {bench.branches})")
             labels = rng.integers(0, bench.num_classes, bench.batch_size).astype(np.int32)
             x, y = [views[0], labels], labels
-            head = LOSSES.get(bench.loss)(bench.num_classes, name="margin_head")
+            head = margin_head(bench.loss, bench.num_classes, name="margin_head")
             model = build_margin_model(build_embedding_model(bench.backbone, shape, bench.embedding_dim,
                                                              **bench.backbone_kwargs), head)
             optimizer = keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=5e-4)

@@ -15,8 +15,7 @@ import time
 import keras
 import numpy as np
 
-import kerasface.losses  # noqa: F401  (registers the margin heads)
-from kerasface.registry import LOSSES
+from kerasface.losses import margin_head
 from kerasface.train.benchmark import peak_memory
 from kerasface.train.runtime import resolve_runtime
 
@@ -48,7 +47,7 @@ def run_partial_fc_benchmark(bench: PartialFCBenchmark, seed: int = 0) -> dict:
     with runtime.scope():
         embeddings = keras.Input((bench.embedding_dim,), name="embedding")
         label_input = keras.Input((), dtype="int32", name="identity")
-        head = LOSSES.get(bench.loss)(bench.num_classes, sample_rate=bench.sample_rate, name="margin_head")
+        head = margin_head(bench.loss, bench.num_classes, sample_rate=bench.sample_rate, name="margin_head")
         model = keras.Model([embeddings, label_input], head(embeddings, label_input))
         runtime.compile(model, keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=5e-4),
                         keras.losses.SparseCategoricalCrossentropy(from_logits=True))

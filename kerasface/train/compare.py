@@ -1,4 +1,4 @@
-"""One backbone, one dataset, one run per loss: seed 004's table (loss | verification accuracy | AUC)."""
+"""One backbone, one dataset, one run per loss: the loss comparison table (loss | verification accuracy | AUC)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,25 @@ from kerasface.report import load_run_report
 from kerasface.train.config import TrainConfig
 from kerasface.train.run import train
 
-SEED_004_LOSSES = ("softmax", "normface", "sphereface", "cosface", "arcface", "combined", "ohem+normface",
+COMPARED_LOSSES = ("softmax", "normface", "sphereface", "cosface", "arcface", "combined", "ohem+normface",
                    "focal+normface", "triplet", "contrastive")
+SEED_004_LOSSES = COMPARED_LOSSES  # deprecated name
 COLUMNS = ("loss", "accuracy", "accuracy_std", "auc_cosine", "auc_euclidean", "eer", "best_epoch", "wall_time_s")
 
 
-def compare_losses(config: TrainConfig, losses=SEED_004_LOSSES, out=None, log=print,
+def dataset_description(data) -> str:
+    """``data.path``, or for the demo data its cache folder's name and size (no machine's path)."""
+    if data.path:
+        return data.path
+    from kerasface.datasets.demo import DemoConfig, demo_folder_name
+
+    folder = demo_folder_name(DemoConfig(identities=data.demo_identities,
+                                         images_per_identity=data.demo_images_per_identity))
+    return (f"demo dataset {folder} ({data.demo_identities} identities x {data.demo_images_per_identity} images, "
+            "rendered into the kerasface cache)")
+
+
+def compare_losses(config: TrainConfig, losses=COMPARED_LOSSES, out=None, log=print,
                    loss_kwargs: Callable[[str], dict] | None = None) -> Path:
     """Train ``config`` once per loss (run folders ``<out>/<loss>``) and write ``table.md`` and
     ``table.json`` there; a loss whose run fails gets its error in the table and the rest go on.
@@ -44,9 +57,9 @@ def compare_losses(config: TrainConfig, losses=SEED_004_LOSSES, out=None, log=pr
                      "best_epoch": report["card"].get("best_epoch"), "wall_time_s": report["card"].get("wall_time_s")})
     table = tabulate([[row.get(c, row.get("error", "")) for c in COLUMNS] for row in rows], headers=COLUMNS,
                      tablefmt="github", floatfmt=".4f")
-    card = {"backbone": config.model.backbone, "dataset": config.data.resolved_path(), "image_size": config.data.image_size,
-            "epochs": config.optim.epochs, "batch_size": config.optim.batch_size, "seed": config.seed}
-    text = ("# Loss comparison (seed 004's table)\n\n" + ", ".join(f"{k}: {v}" for k, v in card.items())
+    card = {"backbone": config.model.backbone, "dataset": dataset_description(config.data),
+            "image_size": config.data.image_size, "epochs": config.optim.epochs, "batch_size": config.optim.batch_size, "seed": config.seed}
+    text = ("# Loss comparison\n\n" + ", ".join(f"{k}: {v}" for k, v in card.items())
             + "\n\nTest split: identities never trained on; accuracy by the LFW 10-fold protocol.\n\n" + table + "\n")
     write_text_atomic(out / "table.md", text)
     write_json_atomic(out / "table.json", {"card": card, "rows": rows})

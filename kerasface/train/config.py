@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +30,19 @@ FLIPS = ("auto", "off")
 CACHES = ("auto", "memory", "off")
 VERIFY = ("auto", "full", "header", "none")
 INPUT_ORDERS = ("deterministic", "fast")
+PRESETS = ("paper",)
 CONFIG_FILE = "config.json"
+# old values of a setting, still accepted and mapped to the new name
+DEPRECATED_VALUES = {"undersample": {"seed": "paper"}, "preset": {"seed": "paper"}}
+
+
+def _renamed(name: str, value):
+    """``value``, or the current name of a deprecated value of setting ``name``."""
+    new = DEPRECATED_VALUES[name].get(value) if isinstance(value, str) else None
+    if new is None:
+        return value
+    warnings.warn(f"{name} {value!r} is deprecated; use {new!r}", DeprecationWarning, stacklevel=3)
+    return new
 
 
 def _choice(section, name: str, allowed) -> None:
@@ -66,6 +79,7 @@ class DataConfig:
     demo_images_per_identity: int = 20
 
     def __post_init__(self):
+        self.undersample = _renamed("undersample", self.undersample)
         if isinstance(self.cache, bool):
             self.cache = "memory" if self.cache else "off"
         for name, allowed in (("views", VIEW_MODES), ("split", SPLITS), ("flip", FLIPS), ("cache", CACHES),
@@ -124,6 +138,11 @@ class ModelConfig:
     reversal_warmup: float = 0.0
     adversary_speed: float = 1.0
     loss_weights: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.preset = _renamed("preset", self.preset)
+        if self.preset is not None:
+            _choice(self, "preset", PRESETS)
 
 
 @dataclasses.dataclass
@@ -248,6 +267,8 @@ def load_run_config(run_dir) -> TrainConfig:
 
 def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None:
     """One flag per setting; defaults are None so that a config file can fill them."""
+    from kerasface.train.recognition import loss_choices
+
     d = TrainConfig()
     data, model, optim = d.data, d.model, d.optim
     a = parser.add_argument
@@ -263,7 +284,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--skip-bad", action="store_true", default=None, help="leave out unusable files (listed) instead of failing")
     a("--verify", choices=VERIFY, help="image check before training: auto (full decode up to 20,000 "
       "images, header check above), full, header, none")
-    a("--undersample", help="'seed' for the notes' per-label factors, or a JSON/YAML undersampling config")
+    a("--undersample", help="'paper' for fixed per-label factors (gender 3, emotion 1.5, pose 2, facial_hair "
+      "2.25, occlusion 1.75, spectacles 2.5; 'seed' is its deprecated name), or a JSON/YAML undersampling config")
     a("--split", choices=SPLITS, help="sample: stratified by identity; identity: disjoint identities")
     a("--test-fraction", type=float, help=f"share of data held out for test (default {data.test_fraction})")
     a("--validation-fraction", type=float,
@@ -295,16 +317,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--backbone", help=f"branch backbone by name (default {model.backbone}); see --list-backbones")
     a("--backbone-kwargs", type=json_object, metavar="JSON",
       help='extra backbone options as a JSON object, e.g. \'{"patch_size": 16, "dim": 256}\' for vit')
-    a("--preset", choices=["seed"], help="the research notes' exact layout (include_top "
-      "backbones, concat -> Dense 256 ReLU -> Dense N sigmoid); default: pooled features")
+    a("--preset", choices=[*PRESETS, "seed"], help="paper: the reference layout (include_top "
+      "backbones, concat -> Dense 256 ReLU -> Dense N sigmoid; 'seed' is its deprecated name); "
+      "default: pooled features")
     a("--head", help=f"how branches are joined: concat, vote, embedding (default {model.head})")
     a("--vote", choices=["mean", "sum", "learned"], help="vote head combination (default mean)")
     a("--shared-weights", action="store_true", default=None, help="one backbone for every branch")
     a("--freeze-branches", type=int, nargs="*", help="indices of branches whose weights stay fixed")
     a("--init-branches", help="a run folder or .keras file of an earlier run to initialise branches from")
-    a("--loss", help="recognition task: a margin head (softmax, normface, sphereface, cosface, arcface, "
-      "combined, magface, adaface), focal+HEAD or ohem+HEAD, or a metric loss (triplet, contrastive; "
-      "P x K batches) (default arcface)")
+    a("--loss", help=f"recognition task: {loss_choices()} (default arcface)")
     a("--loss-kwargs", type=json_object, metavar="JSON", help='options of the head or loss, e.g. \'{"margin": 0.4}\'')
     a("--embedding-dim", type=int, help="recognition task: embedding size (default 512)")
     a("--bn-momentum", type=float, help="batch-norm moving-average momentum (default 0.9, PyTorch's; "
@@ -326,7 +347,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a = g.add_argument
     a("--strategy", choices=STRATEGIES, help="distribution strategy (default auto)")
     a("--mixed-precision", choices=PRECISIONS, help="auto (bf16 TPU, fp16 GPU, off CPU), off, float16, bfloat16")
-    a("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (see README: on for GPU, TPU and JAX, off for "
+    a("--jit-compile", choices=JIT_CHOICES, help="XLA: auto (see docs/benchmarks.md: on for GPU, TPU and JAX, off for "
       "TensorFlow on CPU), on, off")
     a("--deterministic", action="store_true", default=None,
       help="deterministic ops (TensorFlow op determinism): two runs with one seed give identical figures")

@@ -34,7 +34,7 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
     names = ("train", "validation", "test") if len(parts) == 3 else ("train", "test")
     splits = dict(zip(names, parts))
     if data.undersample:
-        settings = ({"factors": SEED_UNDERSAMPLING} if data.undersample == "seed"
+        settings = ({"factors": SEED_UNDERSAMPLING} if data.undersample == "paper"
                     else load_undersampling_config(data.undersample))
         settings.setdefault("seed", config.seed)
         before = splits["train"]

@@ -1,4 +1,4 @@
-"""The multitask task (seed 000, plan B): identity embedding + attribute heads + an adversary per
+"""The multitask task: identity embedding + attribute heads + an adversary per
 attribute on the identity embedding behind a gradient reversal
 (``kerasface.models.multitask.build_multitask_model``).
 
@@ -11,12 +11,12 @@ samples without a value of ``a`` out (``kerasface.losses.masked``); the weights 
 ``da_a``; 1 by default). The adversaries train to predict the attributes from the identity
 embedding; the reversed gradient trains the trunk to defeat them.
 
-The split is by identity (as the recognition task's). Each epoch logs seed 000's figures:
+The split is by identity (as the recognition task's). Each epoch logs the multi-task figures:
 Keras' per-output losses and AUCs renamed ``loss_id``, ``loss_<a>``, ``loss_da_<a>``,
 ``auc_<a>``, ``auc_da_<a>``, ``accuracy_id`` (training batches), identity verification AUCs
 of training identities (``auc_id_cosine``, ``auc_id_euclidean``: pairs of up to 600 training
 images, no augmentation), and every figure over the validation and test identities
-(``val_validation_*``, ``val_test_*``); it prints seed 000's grid (Train | Test), and the
+(``val_validation_*``, ``val_test_*``); it prints the multi-task table (Train | Test), and the
 report keeps it. ``model.keras`` is the identity embedding model alone, ``attributes.keras``
 the attribute predictor alone (image -> label-vector scores); both export as SavedModels.
 """
@@ -55,11 +55,11 @@ WEIGHT_GROUPS = ("id", "attributes", "adversarial")
 TRAIN_PAIR_IMAGES = 600
 TEST_HEADER = "Test"
 TEST_PREFIX = "val_test_"
-RENAMED = ("loss", "auc", "accuracy")  # Keras' "<output>_<name>" -> seed 000's "<name>_<output>"
+RENAMED = ("loss", "auc", "accuracy")  # Keras' "<output>_<name>" -> the table's "<name>_<output>"
 
 
-def seed_table_rows(attributes) -> list[str]:
-    """Seed 000's rows: loss, loss_id, loss_<a> and loss_da_<a> per attribute, auc_<a> per
+def multitask_table_rows(attributes) -> list[str]:
+    """The multi-task table's rows: loss, loss_id, loss_<a> and loss_da_<a> per attribute, auc_<a> per
     attribute, auc_id_cosine, auc_id_euclidean."""
     rows = ["loss", "loss_id"]
     for a in attributes:
@@ -67,10 +67,14 @@ def seed_table_rows(attributes) -> list[str]:
     return rows + [f"auc_{a}" for a in attributes] + ["auc_id_cosine", "auc_id_euclidean"]
 
 
-def seed_table(history: dict, epochs: list[int], attributes) -> str:
-    """Seed 000's grid (Metric | Train | Test) for each of ``epochs`` (1-based) of ``history``."""
-    return epoch_grids(history, epochs, names=seed_table_rows(attributes), test_prefix=TEST_PREFIX,
+def multitask_table(history: dict, epochs: list[int], attributes) -> str:
+    """The multi-task grid (Metric | Train | Test) for each of ``epochs`` (1-based) of ``history``."""
+    return epoch_grids(history, epochs, names=multitask_table_rows(attributes), test_prefix=TEST_PREFIX,
                        test_header=TEST_HEADER)
+
+
+seed_table_rows = multitask_table_rows  # deprecated names
+seed_table = multitask_table
 
 
 def resolve_loss_weights(weights: dict, attributes, adversarial: bool) -> dict[str, float]:
@@ -233,7 +237,7 @@ class MultitaskTask(RecognitionTask):
 
     # evaluation
     def split_figures(self, targets: dict, outputs: dict) -> dict[str, float]:
-        """Seed 000's figures of one split from its targets and ``predictor_model`` outputs: per
+        """The multi-task figures of one split from its targets and ``predictor_model`` outputs: per
         attribute loss, loss_da and their AUCs (samples with a value only), the mean attribute AUC,
         and identity verification of the split's same/different identity pairs."""
         losses = self.loss()
@@ -276,7 +280,7 @@ class MultitaskTask(RecognitionTask):
         return [MultitaskEvaluation(self, sets)]
 
     def evaluate(self, model, dataset):
-        """Seed 000's figures of the test identities, from the best checkpoint."""
+        """The multi-task figures of the test identities, from the best checkpoint."""
         targets, outputs = predict_all(predictor_model(model), dataset)
         figures = self.split_figures(targets, outputs)
         roc = {}
@@ -295,8 +299,8 @@ class MultitaskTask(RecognitionTask):
         text = (f"Train: training batches (losses, attribute AUCs) and pairs of up to {TRAIN_PAIR_IMAGES} "
                 "training images (identity AUCs); Test: the test split, whose identities were never trained on "
                 f"(no identity loss there). Shown: {shown} (all are in report.json's history).\n\n"
-                "```text\n" + seed_table(history, epochs, self.attributes) + "\n```")
-        return [{"title": "Seed 000 table (multi-task, adversarial identity)", "text": text}]
+                "```text\n" + multitask_table(history, epochs, self.attributes) + "\n```")
+        return [{"title": "Multi-task table (attributes, adversarial identity)", "text": text}]
 
     def layout(self) -> str:
         model = self.config.model
@@ -308,11 +312,11 @@ class MultitaskTask(RecognitionTask):
 
 
 class MultitaskEvaluation(keras.callbacks.Callback):
-    """At each epoch's end: Keras' per-output names in ``logs`` renamed to seed 000's
-    (``id_loss`` -> ``loss_id``, ``gender_auc`` -> ``auc_gender``, ``da_gender_loss`` ->
+    """At each epoch's end: Keras' per-output names in ``logs`` renamed to the
+    multi-task table's (``id_loss`` -> ``loss_id``, ``gender_auc`` -> ``auc_gender``, ``da_gender_loss`` ->
     ``loss_da_gender``), then the figures of each evaluation set: ``train`` (identity AUCs only,
-    unprefixed), ``validation`` and ``test`` (every figure, as ``val_<set>_<figure>``); then seed
-    000's grid of the epoch is printed. Runs before checkpointing and CSV logging."""
+    unprefixed), ``validation`` and ``test`` (every figure, as ``val_<set>_<figure>``); then the
+    multi-task table of the epoch is printed. Runs before checkpointing and CSV logging."""
 
     def __init__(self, task: MultitaskTask, sets: dict, printer=print):
         super().__init__()
@@ -340,9 +344,9 @@ class MultitaskEvaluation(keras.callbacks.Callback):
             else:
                 logs.update({f"val_{name}_{k}": v for k, v in figures.items()})
         total = (self.params or {}).get("epochs") or "?"
-        grid = epoch_grid({k: [v] for k, v in logs.items()}, 1, names=seed_table_rows(self.task.attributes),
+        grid = epoch_grid({k: [v] for k, v in logs.items()}, 1, names=multitask_table_rows(self.task.attributes),
                           test_prefix=TEST_PREFIX, test_header=TEST_HEADER)
-        self.printer(f"Epoch {epoch + 1}/{total} (seed 000's table)\n{grid}")
+        self.printer(f"Epoch {epoch + 1}/{total} (multi-task table)\n{grid}")
 
 
 # the check that matters: does the adversary take attribute information out of the embedding?

@@ -1,14 +1,13 @@
 """The recognition task: an embedding model trained with a margin head or a metric loss, and
 verified on identities it never saw.
 
-- Margin heads (``softmax``, ``normface``, ``sphereface``, ``cosface``, ``arcface``,
-  ``combined``, ``magface``, ``adaface``): the training model is
+- Margin heads (``kerasface.registry.MARGIN_HEADS``, e.g. ``arcface``): the training model is
   ``(images, labels) -> backbone -> embedding -> head(embedding, labels) -> logits`` with
   softmax cross-entropy; ``focal+normface`` and ``ohem+normface`` put the focal or OHEM loss
-  over a head's logits (seed 004). ``loss_kwargs {"sample_rate": 0.1}`` trains the head with
-  Partial FC (``kerasface.losses.margin``): its logits hold the target in column 0, so the
+  over a head's logits. ``loss_kwargs {"sample_rate": 0.1}`` trains the head with
+  Partial FC (``kerasface.losses.PartialFC``): its logits hold the target in column 0, so the
   loss and accuracy are given label 0 (accuracy is then among the sampled classes).
-- Metric losses (``triplet``, ``contrastive``): the training model is the embedding model,
+- Metric losses (``METRIC_LOSSES``, e.g. ``triplet``): the training model is the embedding model,
   trained on P x K identity batches.
 
 The split is by identity: test (and validation) identities are never trained on. Each epoch
@@ -25,18 +24,16 @@ import numpy as np
 
 from kerasface.eval.pairs import PairSet, contiguous_folds
 from kerasface.eval.verification import evaluate as verify, l2_normalize
-import kerasface.losses  # noqa: F401  (registers the heads and losses)
+from kerasface.losses import margin_head
 from kerasface.models.embedding import (
     EMBEDDING_LAYER,
     build_embedding_model,
     build_margin_model,
     load_embedding_model,
 )
-from kerasface.registry import LOSSES, TASKS
+from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES, TASKS
 from kerasface.train.tasks import Task, predict_split
 
-METRIC_LOSSES = ("triplet", "contrastive")
-LOGIT_LOSSES = ("focal", "ohem")
 MAX_PAIRS = 3000
 DEMO_HEAD_SCALE = 16.0
 DEMO_ARCFACE_MARGIN = 0.3
@@ -50,16 +47,23 @@ def parse_loss(name: str) -> tuple[str | None, str | None]:
         return name, None
     loss, _, head = name.rpartition("+")
     if loss and loss not in LOGIT_LOSSES:
-        raise KeyError(f"unknown loss {name!r}: before '+' comes one of {LOGIT_LOSSES}, e.g. 'ohem+normface'")
-    LOSSES.get(head)
+        raise KeyError(f"unknown loss {name!r}: before '+' comes one of {LOGIT_LOSSES.names()}, e.g. 'ohem+normface'")
+    MARGIN_HEADS.get(head)
     return loss or None, head
+
+
+def loss_choices() -> str:
+    """What ``--loss`` names, from the registries."""
+    return (f"a margin head ({', '.join(MARGIN_HEADS.names())}), "
+            f"{' or '.join(f'{loss}+HEAD' for loss in LOGIT_LOSSES.names())} over a head's logits, "
+            f"or a metric loss ({', '.join(METRIC_LOSSES.names())}; P x K batches)")
 
 
 def demo_loss_kwargs(loss: str) -> dict:
     """Margin-head options for a demo run's few training identities (about 60, where ArcFace's
-    s=64, m=0.5 were chosen for thousands): every head at scale 16 and ArcFace at margin 0.3.
-    Measured on the demo data (iresnet18, 40 px, 5 epochs): test verification AUC 0.955, where
-    s=64, m=0.5 stayed at 0.68 after 6 epochs with training accuracy 0. Metric losses: none."""
+    s=64, m=0.5 were chosen for thousands): every head at scale 16 and ArcFace at margin 0.3,
+    at which the demo learns and at s=64 it does not (docs/benchmarks.md, "Recognition demo").
+    Metric losses: none."""
     _, head = parse_loss(loss)
     if head is None:
         return {}
@@ -156,7 +160,7 @@ class RecognitionTask(Task):
         embedding_model = self.build_embedding_model()
         if not self.head_name:
             return embedding_model
-        head = LOSSES.get(self.head_name)(self.num_train_classes, **self.config.model.loss_kwargs, name="margin_head")
+        head = margin_head(self.head_name, self.num_train_classes, **self.config.model.loss_kwargs, name="margin_head")
         return build_margin_model(embedding_model, head, name=f"{embedding_model.name}_{self.head_name}")
 
     def inference_model(self, model: keras.Model) -> keras.Model:
@@ -164,9 +168,9 @@ class RecognitionTask(Task):
 
     def loss(self):
         if self.loss_name in METRIC_LOSSES:
-            return LOSSES.get(self.loss_name)(**self.config.model.loss_kwargs)
+            return METRIC_LOSSES.get(self.loss_name)(**self.config.model.loss_kwargs)
         if self.loss_name:
-            return LOSSES.get(self.loss_name)()
+            return LOGIT_LOSSES.get(self.loss_name)()
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def metrics(self):

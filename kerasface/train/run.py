@@ -31,6 +31,7 @@ import numpy as np
 
 from kerasface.data.readers import read_dataset
 from kerasface.fileio import link_or_copy_atomic, write_json_atomic
+from kerasface.models.preprocessing import set_input_preprocessing
 from kerasface.saving import load_model
 from kerasface.train.callbacks import read_run_state, save_model_atomic, standard_callbacks
 from kerasface.train.config import CONFIG_FILE, TrainConfig, load_run_config
@@ -148,6 +149,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
             model = task.build_model()
             runtime.compile(model, make_optimizer(config.optim, steps), task.loss(), task.metrics(),
                             loss_weights=task.loss_weights())
+        set_input_preprocessing(model, resize_mode=config.data.resize_mode)
         counts = parameter_counts(model)
         log(f"{model.name}: {counts['trainable_params']:,} trainable, "
             f"{counts['non_trainable_params']:,} non-trainable")
@@ -226,7 +228,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         "deterministic": config.runtime.deterministic,
         "image_size": config.data.image_size,
         "views": config.data.views,
-        "head": config.model.head if config.model.preset != "seed" else "concat (seed preset)",
+        "head": config.model.head if config.model.preset != "paper" else "concat (paper preset)",
         "seed": config.seed,
         "dataset": data.spec.source,
         "command": " ".join(shlex.quote(a) for a in sys.argv),

@@ -5,16 +5,13 @@ auto choices: TPU (through ``TPUClusterResolver``, as on Kaggle and Colab) when 
 for several GPUs, the default strategy otherwise; on JAX, ``keras.distribution.DataParallel``
 over several devices, after ``keras.distribution.initialize`` when
 ``KERAS_DISTRIBUTION_NUM_PROCESSES`` names several processes (``kerasface.train.multiworker``).
-Mixed precision: bfloat16 on TPU, float16 on GPU, off on CPU. XLA (``jit_compile``), decided
-per backend from the README's measurements: on JAX always (without ``jax.jit`` every step runs op by op: 17x slower for a
-small model on CPU); on TensorFlow on for GPU and TPU and off on CPU, where at best it bought 3%
-and cost more warm-up and memory (3x DenseNet121 at 48x48, batch 32, 2 cores, oneDNN: 35.7 vs
-34.7 samples/s, 138 vs 51 s warm-up, 6.5 vs 3.7 GB peak host memory) or ran six times slower
-(ResNet50, EfficientNetV2S).
+Mixed precision: bfloat16 on TPU, float16 on GPU, off on CPU. XLA (``jit_compile``), per
+backend: on JAX always (without ``jax.jit`` every step runs op by op, far slower; see
+docs/benchmarks.md, "JAX jit"); on TensorFlow on for GPU and TPU and off on CPU, where it buys
+little and costs warm-up and memory, or slows the step down (docs/benchmarks.md, "Train step").
 
-TensorFlow's graph optimizer (Grappler) is off inside the scope on CPU without XLA: on 3x
-DenseNet121 it took 35 of the 90 s spent before the first step and the steps ran no faster with
-it (808 vs 790 ms at 48x48, batch 16).
+TensorFlow's graph optimizer (Grappler) is off inside the scope on CPU without XLA: it lengthens
+the warm-up and does not speed up the steps (docs/benchmarks.md, "Graph optimizer").
 
 The dtype policy, the graph-optimizer switch and the JAX distribution are set only inside ``Runtime.scope()`` and restored
 on exit, so models built afterwards in the same process are not affected: build, compile,

@@ -230,7 +230,7 @@ def build_branch_network(config: TrainConfig, num_outputs: int, output_activatio
     model_config, data = config.model, config.data
     shape = (data.image_size, data.image_size, 3)
     branches = data.num_views
-    if model_config.preset == "seed":
+    if model_config.preset == "paper":
         kwargs = seed_preset(model_config.backbone, shape)
         kwargs.update(num_outputs=num_outputs, output_activation=output_activation, num_branches=branches)
     else:
@@ -268,7 +268,7 @@ def layout_text(config: TrainConfig, num_outputs: int, output_activation: str) -
     model_config, n = config.model, config.data.num_views
     inputs = f"{n} images" if n > 1 else "1 image"
     branch = f"{n}x {model_config.backbone}" if n > 1 else model_config.backbone
-    branch += " (include_top)" if model_config.preset == "seed" else " (pooled)"
+    branch += " (include_top)" if model_config.preset == "paper" else " (pooled)"
     head = {"concat": "concat -> Dense 256 ReLU", "vote": f"vote ({model_config.vote})",
             "embedding": "concat -> Dense -> L2"}.get(model_config.head, model_config.head)
     return f"{inputs} -> {branch} -> {head} -> Dense {num_outputs} {output_activation}"
