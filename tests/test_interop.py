@@ -246,17 +246,24 @@ def test_not_a_state_dict_zip_and_existing_output_are_refused(tmp_path, capsys):
 # --- fine-tuning an imported model ----------------------------------------------------------------
 
 
-class _FirstStepEmbeddings(keras.callbacks.Callback):
+class _Probe(keras.callbacks.Callback):
+    """The embeddings before the first step; the embedding model's and the head's weights after
+    each epoch."""
+
     def __init__(self, images):
         super().__init__()
-        self.images, self.embeddings = images, None
+        self.images, self.embeddings, self.weights = images, None, []
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.embeddings is None:
             self.embeddings = np.asarray(self.model.get_layer("embedding").predict_on_batch(self.images))
 
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append({layer: [np.array(w) for w in self.model.get_layer(layer).weights]
+                             for layer in ("embedding", "margin_head")})
 
-def test_train_recognition_init_fine_tunes_an_imported_model_under_a_new_head(tmp_path, capsys):
+
+def test_train_recognition_init_fine_tunes_an_imported_model_with_the_backbone_frozen_first(tmp_path, capsys):
     from kerasface.cli.train_recognition import DEFAULTS, main as train_main
     from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
     from kerasface.models.embedding import load_embedding_model
@@ -268,22 +275,28 @@ def test_train_recognition_init_fine_tunes_an_imported_model_under_a_new_head(tm
     assert import_main([str(write_onnx(tmp_path / "r18.onnx")), "--out", str(imported)]) == 0
     demo = generate_demo_dataset(tmp_path / "demo", DemoConfig(identities=8, images_per_identity=4, image_size=SIZE,
                                                               photometric=False), progress=False)
-    settings = ["--data", str(demo / "images"), "--image-size", str(SIZE), "--embedding-dim", "16",
-                "--out", str(tmp_path / "runs"), "--no-tensorboard"]
-    assert train_main([*settings, "--init", str(imported), "--dry-run"]) == 0
+    with pytest.raises(BadInputError, match="r18.keras: takes .* images, this run .*; pass --image-size 32"):
+        load_embedding_model(imported, (40, 40, 3), 16)
+    assert train_main(["--data", str(demo / "images"), "--image-size", str(SIZE), "--embedding-dim", "16",
+                       "--init", str(imported), "--freeze-backbone-epochs", "1", "--dry-run"]) == 0
     counts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     head = 16 * 8  # ArcFace's weights: embedding_dim x the dataset's identities
     assert counts["trainable_params"] + counts["non_trainable_params"] == load_model(imported).count_params() + head
-    with pytest.raises(BadInputError, match="r18.keras: takes .* images, this run .*; pass --image-size 32"):
-        load_embedding_model(imported, (40, 40, 3), 16)
 
     images = faces()
-    probe = _FirstStepEmbeddings(images)
-    config = TrainConfig.from_dict({**DEFAULTS, "path": str(demo / "images"), "image_size": SIZE, "embedding_dim": 16, "init": str(imported), "epochs": 1,
-                                    "batch_size": 8, "max_steps_per_epoch": 2, "validation_fraction": 0.25, "test_fraction": 0.25,
-                                    "out": str(tmp_path / "runs"), "run_id": "tuned", "tensorboard": False})
+    probe = _Probe(images)
+    config = TrainConfig.from_dict({
+        **DEFAULTS, "path": str(demo / "images"), "image_size": SIZE, "embedding_dim": 16, "init": str(imported),
+        "epochs": 2, "freeze_backbone_epochs": 1, "batch_size": 8, "max_steps_per_epoch": 2,
+        "validation_fraction": 0.0, "test_fraction": 0.25, "out": str(tmp_path / "runs"), "run_id": "tuned",
+        "tensorboard": False})
     run_dir = train(config, log=lambda *_: None, callbacks=[probe])
-    before = np.asarray(load_model(imported).predict_on_batch(images))
+    initial = load_model(imported)
+    before = np.asarray(initial.predict_on_batch(images))
     np.testing.assert_allclose(probe.embeddings, before, atol=1e-5)
-    tuned = load_embedding_model(run_dir, (SIZE, SIZE, 3), 16)
-    assert not np.allclose(np.asarray(tuned.predict_on_batch(images)), before, atol=1e-5)
+    # epoch 1 trained the head only (batch-norm statistics included), epoch 2 the whole model
+    (first, second), weights = probe.weights, [np.asarray(w) for w in initial.weights]
+    assert all(np.array_equal(a, b) for a, b in zip(first["embedding"], weights))
+    assert not np.array_equal(first["margin_head"][0], second["margin_head"][0])
+    assert not all(np.array_equal(a, b) for a, b in zip(second["embedding"], weights))
+    assert load_embedding_model(run_dir, (SIZE, SIZE, 3), 16).trainable

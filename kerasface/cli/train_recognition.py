@@ -21,12 +21,12 @@ pipelines/export.py exports with an image-in, embedding-out signature.
 
 --init MODEL.keras fine-tunes an embedding model made before (kerasface-import-model's import of
 an insightface model, or an earlier run's folder) under a new margin head; --image-size and
---embedding-dim must be the model's.
+--embedding-dim must be the model's; --freeze-backbone-epochs N trains only the head at first.
 """
 
 from __future__ import annotations
 
-from kerasface.cli.common import cli_main
+from kerasface.cli.common import cli_main, non_negative_int
 from kerasface.cli.training import training_command
 
 DEFAULTS = {
@@ -50,6 +50,8 @@ def demo_defaults(config) -> dict:
 def add_arguments(parser) -> None:
     parser.add_argument("--init", metavar="MODEL",
                         help="embedding model to fine-tune: a .keras file (kerasface-import-model) or a run folder")
+    parser.add_argument("--freeze-backbone-epochs", type=non_negative_int, metavar="N",
+                        help="train only the new head for the first N epochs, then the whole model (default 0)")
 
 
 @cli_main

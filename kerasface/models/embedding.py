@@ -46,6 +46,7 @@ def load_embedding_model(source, input_shape, embedding_dim: int) -> keras.Model
                             f"--embedding-dim {model.output_shape[-1]}")
     if model.name != EMBEDDING_LAYER:
         model = keras.Model(model.inputs, model.outputs, name=EMBEDDING_LAYER)
+    model.trainable = True  # a model saved while frozen (--freeze-backbone-epochs) trains again
     return model
 
 

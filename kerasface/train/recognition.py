@@ -191,11 +191,16 @@ class RecognitionTask(Task):
     def callbacks(self, run_dir, pipelines):
         from kerasface.eval.callback import PairSetEvaluation
 
+        from kerasface.train.callbacks import FreezeLayer
+
+        freeze = self.config.model.freeze_backbone_epochs
+        frozen = [FreezeLayer(EMBEDDING_LAYER, freeze)] if freeze and self.head_name else []
         if self.spec.storage != "files":
-            return []
+            return frozen
         sets = {name: self.pair_set(name, samples) for name, samples in self.splits.items() if name != "train"}
-        return [PairSetEvaluation(sets, embedding_model=self.inference_model, image_size=self.config.data.image_size,
-                                  resize_mode=self.config.data.resize_mode)]
+        return frozen + [PairSetEvaluation(sets, embedding_model=self.inference_model,
+                                           image_size=self.config.data.image_size,
+                                           resize_mode=self.config.data.resize_mode)]
 
     def evaluate(self, model, dataset):
         """Verification figures of the test identities' pairs, embedded through the test pipeline."""
