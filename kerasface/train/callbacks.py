@@ -25,9 +25,10 @@ class RunCheckpoint(keras.callbacks.Callback):
     ``monitor`` improves, and ``state.json`` with the number of finished epochs, each written
     to a temporary file and renamed, so an interruption never leaves a half-written checkpoint.
     An epoch whose loss or weights are NaN or infinite is not saved: training stops and
-    ``state.json`` says why (``stopped``)."""
+    ``state.json`` says why (``stopped``). ``command``, when given, is kept in ``state.json``:
+    the training command that started the run."""
 
-    def __init__(self, directory, monitor: str = "val_loss", mode: str = "min"):
+    def __init__(self, directory, monitor: str = "val_loss", mode: str = "min", command: str | None = None):
         super().__init__()
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -35,6 +36,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = mode
         self.state = read_run_state(self.directory) or {"epoch": 0, "best": None, "best_epoch": None}
+        if command:
+            self.state.setdefault("command", command)
 
     def _improved(self, value: float) -> bool:
         best = self.state.get("best")
@@ -53,6 +56,9 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(f"{self.directory}: epoch {epoch + 1} logged no {self.monitor!r}, the metric that picks "
+                             f"the best checkpoint; it logged {sorted(logs)}")
         self.directory.mkdir(parents=True, exist_ok=True)
         problem = self._non_finite(logs)
         if problem:
@@ -83,11 +89,11 @@ def read_run_state(directory, default=None) -> dict | None:
 
 
 def standard_callbacks(run_dir, monitor: str, mode: str, early_stopping: int | None,
-                       tensorboard: bool = True, resume: bool = False) -> list:
+                       tensorboard: bool = True, resume: bool = False, command: str | None = None) -> list:
     run_dir = Path(run_dir)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        RunCheckpoint(run_dir / "checkpoints", monitor=monitor, mode=mode),
+        RunCheckpoint(run_dir / "checkpoints", monitor=monitor, mode=mode, command=command),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
     ]
     if tensorboard:

@@ -12,6 +12,7 @@ split, its report fields and its own callbacks; the trainer owns what every task
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -24,6 +25,17 @@ from kerasface.models import build_branch_model, init_branches_from, seed_preset
 from kerasface.registry import TASKS
 from kerasface.saving import run_model_file
 from kerasface.train.config import TrainConfig
+
+
+@dataclasses.dataclass
+class Monitoring:
+    """What picks a run's best checkpoint: the logged metric ``monitor``, better when ``mode`` is
+    "min" or "max", and the task's ``callbacks`` that log it; they run before checkpointing, CSV
+    logging and early stopping."""
+
+    monitor: str
+    mode: str
+    callbacks: list = dataclasses.field(default_factory=list)
 
 
 class Task:
@@ -39,6 +51,7 @@ class Task:
     def __init__(self, config: TrainConfig, spec: DatasetSpec):
         self.config = config
         self.spec = spec
+        self.steps_per_epoch: int | None = None  # the trainer's, set before build_model
 
     # what the task is trained on
     @property
@@ -75,9 +88,10 @@ class Task:
         """What ``fit`` validates on (None when the task validates in its own callbacks)."""
         return pipelines.get("validation")
 
-    def monitor_for(self, pipelines: dict) -> tuple[str, str]:
-        """The logged metric that picks the best checkpoint, and "min" or "max"."""
-        return ("val_loss", "min") if "validation" in pipelines else ("loss", "min")
+    def monitoring(self, run_dir: Path, pipelines: dict) -> Monitoring:
+        """The logged metric that picks the best checkpoint, with the task's callbacks that log it
+        (``fit`` logs ``val_loss`` of ``validation_data``)."""
+        return Monitoring("val_loss" if self.validation_data(pipelines) is not None else "loss", "min")
 
     def inference_model(self, model: keras.Model) -> keras.Model:
         """The model a run saves as ``model.keras`` and exports (a margin head is left behind)."""
@@ -100,11 +114,6 @@ class Task:
 
     def metrics(self) -> list:
         raise NotImplementedError
-
-    def callbacks(self, run_dir: Path, pipelines: dict) -> list:
-        """Callbacks of the task; they run before checkpointing, CSV logging and early stopping,
-        so a metric they log can be monitored."""
-        return []
 
     # evaluation and report
     def evaluate(self, model: keras.Model, dataset) -> tuple[dict[str, float], dict]:
