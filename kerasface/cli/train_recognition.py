@@ -22,6 +22,10 @@ pipelines/export.py exports with an image-in, embedding-out signature.
 --exclude-identities FILE... leaves out of training the people that LFW pairs.txt files, pair
 CSVs or name lists name (a benchmark's people are then never trained on), and
 --min-images-per-identity N the identities with fewer than N images; the report says how many.
+
+--init MODEL.keras fine-tunes an embedding model made before (kerasface-import-model's import of
+an insightface model, or an earlier run's folder) under a new margin head; --image-size and
+--embedding-dim must be the model's; --freeze-backbone-epochs N trains only the head at first.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from kerasface.cli.common import cli_main
+from kerasface.cli.common import cli_main, non_negative_int
 from kerasface.cli.training import training_command
 
 DEFAULTS = {
@@ -57,6 +61,10 @@ def add_recognition_arguments(parser: argparse.ArgumentParser) -> None:
                         "(an image's folder is its person) or lists of names, one a line")
     g.add_argument("--min-images-per-identity", type=int, metavar="N",
                    help="leave out of training the identities with fewer than N images (default 1: none)")
+    g.add_argument("--init", metavar="MODEL",
+                   help="embedding model to fine-tune: a .keras file (kerasface-import-model) or a run folder")
+    g.add_argument("--freeze-backbone-epochs", type=non_negative_int, metavar="N",
+                   help="train only the new head for the first N epochs, then the whole model (default 0)")
 
 
 @cli_main

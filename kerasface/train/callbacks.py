@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -101,3 +102,34 @@ def standard_callbacks(run_dir, monitor: str, mode: str, early_stopping: int | N
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                                        patience=early_stopping, restore_best_weights=False))
     return callbacks
+
+
+class FreezeLayer(keras.callbacks.Callback):
+    """``layer`` of the model (its weights and batch-norm statistics) stays fixed for the first
+    ``epochs`` epochs, then trains with the rest. At each change the optimizer is rebuilt for the
+    new trainable weights, keeping its step count (a learning-rate schedule goes on) and its
+    slots' fresh start, and the train step is traced again; on JAX too, whose fit reads the
+    trainable weights anew at each epoch."""
+
+    def __init__(self, layer: str, epochs: int):
+        super().__init__()
+        self.layer, self.epochs = layer, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        layer = self.model.get_layer(self.layer)
+        trainable = epoch >= self.epochs
+        if layer.trainable != trainable:
+            layer.trainable = trainable
+            rebuild_optimizer(self.model)
+
+
+def rebuild_optimizer(model: keras.Model) -> None:
+    """A new optimizer of the same configuration and step count for ``model``'s trainable weights."""
+    old = model.optimizer
+    new = old.__class__.from_config(old.get_config())
+    scope = getattr(model, "distribute_strategy", None)
+    with scope.scope() if scope is not None else contextlib.nullcontext():
+        new.build(model.trainable_variables)
+    new.iterations.assign(old.iterations)
+    model.optimizer = new
+    model.make_train_function(force=True)

@@ -127,6 +127,10 @@ class ModelConfig:
     shared_weights: bool = False
     freeze_branches: list[int] = dataclasses.field(default_factory=list)
     init_branches: str | None = None
+    # recognition task: an embedding model (.keras or run folder) to start from, under a new head
+    init: str | None = None
+    # recognition task: epochs at the start in which the embedding model stays fixed (the head trains)
+    freeze_backbone_epochs: int = 0
     bn_momentum: float | None = 0.9
     loss: str = "arcface"
     loss_kwargs: dict = dataclasses.field(default_factory=dict)

@@ -27,7 +27,12 @@ from kerasface.eval.callback import logged_figures
 from kerasface.eval.identity import identity_pairs, verify_identities
 from kerasface.eval.verification import VerificationResult, l2_normalize
 from kerasface.losses import margin_head
-from kerasface.models.embedding import EMBEDDING_LAYER, build_embedding_model, build_margin_model
+from kerasface.models.embedding import (
+    EMBEDDING_LAYER,
+    build_embedding_model,
+    build_margin_model,
+    load_embedding_model,
+)
 from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES, TASKS
 from kerasface.train.tasks import Monitoring, Task, predict_split
 DEMO_HEAD_SCALE = 16.0
@@ -130,6 +135,8 @@ class RecognitionTask(Task):
 
     def build_embedding_model(self) -> keras.Model:
         size = self.config.data.image_size
+        if self.config.model.init:
+            return load_embedding_model(self.config.model.init, (size, size, 3), self.config.model.embedding_dim)
         return build_embedding_model(self.config.model.backbone, (size, size, 3), self.config.model.embedding_dim,
                                      **self.config.model.backbone_kwargs)
 
@@ -161,8 +168,13 @@ class RecognitionTask(Task):
     def monitoring(self, run_dir, pipelines):
         """Verification of the validation identities (the best checkpoint's) and of the test
         identities, logged each epoch from their pipelines, whatever the dataset's storage."""
+        from kerasface.train.callbacks import FreezeLayer
+
         sets = {name: pipelines[name] for name in ("validation", "test") if name in pipelines}
         callbacks = [SplitVerification(self, sets)]
+        freeze = self.config.model.freeze_backbone_epochs
+        if freeze and self.head_name:
+            callbacks.insert(0, FreezeLayer(EMBEDDING_LAYER, freeze))
         if "validation" in sets:
             return Monitoring("val_validation_auc_cosine", "max", callbacks)
         return Monitoring("loss", "min", callbacks)

@@ -23,6 +23,7 @@ from kerasface.data.spec import DatasetSpec, Samples
 from kerasface.errors import BadInputError
 from kerasface.models import build_branch_model, init_branches_from, seed_preset
 from kerasface.registry import TASKS
+from kerasface.saving import run_model_file
 from kerasface.train.config import TrainConfig
 
 
@@ -250,11 +251,7 @@ def build_branch_network(config: TrainConfig, num_outputs: int, output_activatio
         input_names=VIEW_NAMES[data.views] if branches > 1 else None,
     )
     if model_config.init_branches:
-        source = Path(model_config.init_branches)
-        if source.is_dir():
-            source = next((p for p in (source / "model.keras", source / "checkpoints" / "best.keras")
-                           if p.is_file()), source / "model.keras")
-        init_branches_from(model, str(source))
+        init_branches_from(model, str(run_model_file(model_config.init_branches)))
     if model_config.bn_momentum is not None:
         set_batchnorm_momentum(model, model_config.bn_momentum)
     return model
