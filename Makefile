@@ -1,8 +1,10 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
 # EXTRAS picks the one TensorFlow distribution: cpu (tensorflow-cpu) or, on an NVIDIA machine,
-# `make install EXTRAS=gpu,test` (tensorflow[and-cuda]); add jax-gpu for JAX on the GPU.
+# `make install EXTRAS=gpu,test,serve,interop` (tensorflow[and-cuda]); add jax-gpu for JAX on the
+# GPU. serve: FAISS gallery indexes and the HTTP service (kerasface-serve), whose tests skip without
+# it. interop: onnx, onnxruntime, tf2onnx, ai-edge-litert (kerasface-import-model, ONNX/LiteRT export).
 PYTHON ?= python3
-EXTRAS ?= cpu,test
+EXTRAS ?= cpu,test,serve,interop
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import keras
 
@@ -16,3 +17,13 @@ def load_model(path, compile: bool = True) -> keras.Model:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such model file")
     return keras.models.load_model(path, compile=compile, safe_mode=True)
+
+
+def run_model_file(source) -> Path:
+    """A ``.keras`` file as given, or the model of a run folder (``model.keras``, else
+    ``checkpoints/best.keras``)."""
+    source = Path(source)
+    if source.is_dir():
+        return next((p for p in (source / "model.keras", source / "checkpoints" / "best.keras") if p.is_file()),
+                    source / "model.keras")
+    return source

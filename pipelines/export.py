@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a trained run as a SavedModel for serving, and check it in a fresh process.
+"""Export a trained run (SavedModel) or an embedding model (ONNX, LiteRT), checked against the Keras model.
 
 The command ``kerasface-export``; arguments and --help in kerasface/cli/export.py.
 """

@@ -24,6 +24,13 @@ def snapshot():
     return tree_snapshot
 
 
+def only_error_line(stderr: str) -> str:
+    """The one ``error: ...`` line a command printed on bad input (asserted to be all it printed)."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
+
+
 @pytest.fixture
 def image_folder(tmp_path):
     """Three identities with PNG, JPEG and BMP files of mixed sizes and channel counts."""

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import only_error_line
 
 from kerasface.cli import (benchmark_input, common, data_stats, export, make_demo_data, photometric_stereo,
                            train_branches)
@@ -21,12 +22,6 @@ from kerasface.export.savedmodel import check_export_target
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = DemoConfig(identities=2, images_per_identity=3, image_size=32, num_lights=3, seed=1)
-
-
-def _only_error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +67,7 @@ def test_bad_input_gives_one_error_line_and_status_1(runs, name, named):
     where, results = runs
     status, _, stderr = results[name]
     assert status == 1, stderr
-    line = _only_error_line(stderr)
+    line = only_error_line(stderr)
     assert named in line
     if name != "benchmark_train":
         assert str(where) in line
@@ -108,7 +103,7 @@ def test_empty_and_wrong_inputs_name_the_path(tmp_path, capsys):
     ]
     for main, argv, expected in cases:
         assert main(argv) == 1, argv
-        assert _only_error_line(capsys.readouterr().err).startswith(expected), argv
+        assert only_error_line(capsys.readouterr().err).startswith(expected), argv
     assert not (tmp_path / "o").exists() and not (tmp_path / "x").exists()
 
 
@@ -134,7 +129,7 @@ def test_training_on_unusable_data_names_the_file_and_the_fix(tmp_path, capsys, 
     ]
     for argv, expected in cases:
         assert train_branches.main(argv + runs) == 1, argv
-        assert _only_error_line(capsys.readouterr().err).startswith(expected), argv
+        assert only_error_line(capsys.readouterr().err).startswith(expected), argv
     assert not (tmp_path / "runs").exists()
 
 

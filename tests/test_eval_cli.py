@@ -14,6 +14,7 @@ import cv2
 import keras
 import numpy as np
 import pytest
+from conftest import only_error_line
 
 import kerasface
 from kerasface.cli import evaluate
@@ -60,12 +61,6 @@ def colour_model():
     return keras.Model(inputs, x)
 
 
-def _error_line(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    return lines[0]
-
-
 def test_happy_path_prints_the_table_and_writes_json_and_roc(data, tmp_path, capsys):
     out = tmp_path / "results" / "eval.json"
     status = evaluate.main(["--model", str(data / "colour.keras"), "--pairs", str(data / "lfw" / "pairs.txt"),
@@ -106,7 +101,7 @@ def test_bad_pairs_file_gives_one_error_line_and_no_output(data, tmp_path, capsy
     status = evaluate.main(["--model", str(data / "colour.keras"), "--pairs", str(pairs),
                             "--images", str(data / "lfw" / "images"), "--out", str(out)])
     assert status == 1
-    message = _error_line(capsys.readouterr().err)
+    message = only_error_line(capsys.readouterr().err)
     assert f"{pairs}, line {line_number}: " in message and named in message
     assert not out.parent.exists()
 
@@ -115,9 +110,9 @@ def test_missing_model_and_bad_images_folder(data, tmp_path, capsys):
     out = tmp_path / "eval.json"
     args = ["--pairs", str(data / "lfw" / "pairs.txt"), "--out", str(out)]
     assert evaluate.main(["--model", str(tmp_path / "none.keras"), *args]) == 1
-    assert "none.keras: no such model" in _error_line(capsys.readouterr().err)
+    assert "none.keras: no such model" in only_error_line(capsys.readouterr().err)
     assert evaluate.main(["--model", str(data / "colour.keras"), "--images", str(tmp_path / "nope"), *args]) == 1
-    assert "nope: no such image folder" in _error_line(capsys.readouterr().err)
+    assert "nope: no such image folder" in only_error_line(capsys.readouterr().err)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -132,7 +127,7 @@ def test_as_a_user_runs_it(data, tmp_path):
          "--pairs", str(bad), "--images", str(data / "lfw" / "images"), "--out", "eval.json"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
-    assert f"{bad}, line 1: expected the header" in _error_line(result.stderr)
+    assert f"{bad}, line 1: expected the header" in only_error_line(result.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.txt"]
 
 
@@ -159,7 +154,7 @@ def test_a_model_that_records_no_resize_is_refused_on_images_of_another_size(dat
     out = tmp_path / "out" / "eval.json"
     args = ["--model", str(tmp_path / "old.keras"), "--pairs", str(data / "lfw" / "pairs.txt"), "--out", str(out)]
     assert evaluate.main(args) == 1
-    message = _error_line(capsys.readouterr().err)
+    message = only_error_line(capsys.readouterr().err)
     assert f"{tmp_path / 'old.keras'}: records no resize mode" in message and "_0001.jpg is 40x30" in message
     assert "--resize pad|stretch|crop" in message
     assert not out.parent.exists()

@@ -625,3 +625,22 @@ def test_detection_benchmark_compares_both_paths_on_the_same_photos(tmp_path, ph
     eyes = result["eye_error_px"]
     assert eyes["residual"]["count"] == 4 and eyes["residual"]["max"] < EYE_TOLERANCE_PX
     assert eyes["redetected"]["found_again"] == 2 and eyes["redetected"]["max"] < EYE_TOLERANCE_PX
+
+
+def test_a_gallery_saved_with_an_index_identifies_through_it(gallery, app_files, detector):
+    pytest.importorskip("faiss")
+    from kerasface.cli.identify import _parser
+    from kerasface.eval.embeddings import load_embedding_model
+    from kerasface.faces.app import Identifier
+    from kerasface.faces.gallery import Gallery
+
+    assert _parser().parse_args(["enroll", "--model", "m", "--gallery", "g", "--out", "o", "--index"]).index == "hnsw"
+    saved = Gallery.load(gallery)
+    assert saved.index is None
+    saved.build_index("hnsw")
+    indexed = app_files["root"] / "indexed.npz"
+    saved.save(indexed)
+    loaded = Gallery.load(indexed)
+    assert loaded.index.kind == "hnsw"
+    identify = Identifier(load_embedding_model(app_files["model"]), loaded, detector, threshold=0.8)
+    assert _names_left_to_right(identify(read_photo(app_files["probes"] / "pair.png"))) == ["eileen", "grace"]

@@ -49,3 +49,9 @@ def test_round_trip_as_dict():
     record = input_preprocessing(set_input_preprocessing(_tiny(), resize_mode="stretch", alignment="arcface"))
     assert record.as_dict()["image_size"] == [24, 20]
     assert InputPreprocessing.from_dict(record.as_dict()) == record
+
+
+def test_a_field_not_given_keeps_what_the_model_records():
+    model = set_input_preprocessing(_tiny(), resize_mode="stretch", alignment="arcface")
+    set_input_preprocessing(model, resize_mode="pad")
+    assert input_preprocessing(model) == InputPreprocessing((24, 20), "pad", "tf", "arcface")

@@ -302,6 +302,93 @@ def test_fast_dense_is_a_dense_layer_whose_weights_move_speed_times_faster_under
     assert FastDense.from_config(fast.get_config()).speed == 10.0
 
 
+def partial_fc_task(sample_rate, identities=8):
+    """A multitask task over a spec of ``identities`` people (one attribute) with a Partial FC
+    NormFace head."""
+    from kerasface.data.spec import DatasetSpec, Samples
+    from kerasface.train.config import TrainConfig
+    from kerasface.train.multitask import MultitaskTask
+
+    samples = Samples(np.array([f"/faces/{i}.png" for i in range(identities)]), np.arange(identities),
+                      np.zeros((identities, 1), "float32"))
+    spec = DatasetSpec("faces.csv", samples, [str(i) for i in range(identities)], {"gender": ["female", "male"]})
+    config = TrainConfig.from_dict(dict(
+        task="multitask", split="identity", views="single", backbone="vit", backbone_kwargs=TINY_VIT,
+        image_size=32, embedding_dim=16, head_units=8, loss="normface",
+        loss_kwargs={"scale": 16.0, "sample_rate": sample_rate}))
+    return MultitaskTask(config, spec)
+
+
+def test_multitask_partial_fc_trains_each_sample_against_its_target_column():
+    """Under Partial FC the head's logits hold each sample's target in column 0 (the recognition
+    task's targets). At sample rate 1 every class is kept, so the identity loss must equal the
+    full head's cross-entropy, computed here in float64; at 0.25 (3 columns) identities above 2
+    must train too."""
+    import tensorflow as tf
+
+    from kerasface.models.multitask import ID_OUTPUT, predictor_model
+
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)), tf.float32)
+    identity = tf.constant([7, 6, 5, 2], tf.int64)
+    labels = tf.constant([[0.0], [1.0], [1.0], [0.0]])
+    for sample_rate in (1.0, 0.25):
+        task = partial_fc_task(sample_rate)
+        keras.utils.set_random_seed(0)
+        model = task.build_model()
+        inputs, targets = task.model_io(x, (identity, labels))
+        np.testing.assert_array_equal(inputs[1], identity)  # the head picks the target from the identity
+        loss = float(task.loss()[ID_OUTPUT](targets[ID_OUTPUT], model(inputs)[ID_OUTPUT]))
+        assert np.isfinite(loss)
+        if sample_rate == 1.0:
+            embeddings = np.asarray(predictor_model(model)(x)["embedding"], np.float64)
+            centres = np.asarray(model.get_layer("margin_head").head.centre_columns(), np.float64)
+            cos = (embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)) @ (
+                centres / np.linalg.norm(centres, axis=0, keepdims=True))
+            logits = 16.0 * cos
+            top = logits.max(axis=1)
+            expected = np.mean(top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
+                               - logits[np.arange(4), identity.numpy()])
+            assert loss == pytest.approx(expected, rel=1e-5)
+
+
+class StopAtTrainBegin(keras.callbacks.Callback):
+    """Records what ``fit`` was handed (steps per epoch, the reversal's warm-up) and stops."""
+
+    class Stopped(Exception):
+        pass
+
+    def on_train_begin(self, logs=None):
+        from kerasface.models.multitask import REVERSAL
+
+        self.steps = self.params.get("steps")
+        self.warmup_steps = self.model.get_layer(REVERSAL).warmup_steps
+        raise self.Stopped
+
+
+def test_reversal_warmup_lasts_the_configured_epochs_on_several_replicas(tmp_path, monkeypatch):
+    """On R replicas an epoch is len(train) // (R * batch) steps of the global batch: a warm-up of
+    one epoch must last the epoch's steps, not R times as many (two replicas faked)."""
+    import dataclasses
+
+    from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
+    from kerasface.train import run
+    from kerasface.train.config import TrainConfig
+
+    resolve = run.resolve_runtime
+    monkeypatch.setattr(run, "resolve_runtime", lambda *args: dataclasses.replace(resolve(*args), num_replicas=2))
+    demo = generate_demo_dataset(tmp_path / "demo", DemoConfig(identities=8, images_per_identity=4, image_size=32,
+                                                              photometric=False), progress=False)
+    config = TrainConfig.from_dict(dict(
+        task="multitask", data=str(demo), split="identity", views="single", missing_labels=True, backbone="vit",
+        backbone_kwargs=TINY_VIT, image_size=32, embedding_dim=16, head_units=8, loss="normface", epochs=1,
+        batch_size=4, reversal_warmup=1.0, test_fraction=0.25, validation_fraction=0.0, augment=False,
+        out=str(tmp_path), run_id="mt", tensorboard=False))
+    stop = StopAtTrainBegin()
+    with pytest.raises(StopAtTrainBegin.Stopped):
+        run.train(config, log=lambda *_: None, callbacks=[stop])
+    assert stop.steps == 24 // 8 == stop.warmup_steps  # 6 training identities x 4 images, global batch 2 x 4
+
+
 def test_linear_probe_finds_encoded_attributes_and_skips_missing_values():
     from kerasface.eval.probe import linear_probe
 

@@ -74,12 +74,35 @@ class InterruptAt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.parametrize("module", ["train_branches", "train_recognition", "train_multitask"])
+def test_each_training_command_gives_the_trainer_its_console_script_name(module, monkeypatch, tmp_path):
+    import configparser
+    import importlib
+
+    from kerasface.train import run
+
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    scripts = dict(line.split(" = ") for line in parser["options.entry_points"]["console_scripts"].split("\n") if line)
+    calls = []
+    monkeypatch.setattr(run, "train", lambda *args, **kwargs: calls.append(kwargs) or tmp_path)
+    assert importlib.import_module(f"kerasface.cli.{module}").main(["--resume", str(tmp_path)]) == 0
+    assert len(calls) == 1 and scripts[calls[0]["command"]] == f"kerasface.cli.{module}:main"
+
+
 @pytest.mark.backend
 def test_resume_continues_at_the_right_epoch_with_optimizer_state(demo_dir, tmp_path):
+    """An interrupted run is told to continue with the command that started it, even when another
+    command resumed it."""
     config = tiny_config(demo_dir, tmp_path, epochs=3, validation_fraction=0.0)
+    messages, run_dir = [], tmp_path / "run"
+    told = f"interrupted; continue with: kerasface-train-recognition --resume {run_dir}"
     with pytest.raises(KeyboardInterrupt):
-        train(config, log=lambda *_: None, callbacks=[InterruptAt(2)])
-    run_dir = tmp_path / "run"
+        train(config, log=messages.append, callbacks=[InterruptAt(2)], command="kerasface-train-recognition")
+    assert messages[-1] == told
+    with pytest.raises(KeyboardInterrupt):
+        train(resume=run_dir, log=messages.append, callbacks=[InterruptAt(2)], command="kerasface-train-branches")
+    assert messages[-1] == told
     assert read_run_state(run_dir / "checkpoints")["epoch"] == 2
     assert not (run_dir / "model.keras").exists()
     interrupted = keras.models.load_model(run_dir / "checkpoints" / "last.keras")
@@ -375,6 +398,16 @@ def test_best_checkpoint_keeps_its_content_when_last_is_replaced(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_monitor_that_no_callback_logs_stops_the_first_epoch(tmp_path):
+    """Without it a run keeps no best checkpoint and reports its last epoch under the monitor's name."""
+    from kerasface.train.callbacks import RunCheckpoint
+
+    checkpoint = RunCheckpoint(tmp_path / "checkpoints", monitor="val_validation_auc_cosine", mode="max")
+    with pytest.raises(ValueError, match=r"epoch 1 logged no 'val_validation_auc_cosine'.*\['accuracy', 'loss'\]"):
+        checkpoint.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def test_modalities_view_trains_and_exports_from_photometric_tiles(tmp_path):
     from kerasface.modalities.photometric import build_modality_dataset
 
@@ -498,9 +531,29 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
             "--backbone", "vit", "--backbone-kwargs", json.dumps({**TINY_VIT, "dim": 16}), "--embedding-dim", "16",
             "--image-size", "32", "--no-tensorboard", "--batch-size", "8", "--validation-fraction", "0.2",
             "--resize-mode", "crop"]
-    assert main(argv) == 0
+    people = sorted(p.name for p in (demo / "images").iterdir() if p.is_dir())
+    (tmp_path / "people.txt").write_text("\n".join(people[:6]) + "\n")
+    (tmp_path / "pairs.txt").write_text(f"1\n{people[6]}\t1\t2\n{people[7]}\t1\t{people[8]}\t2\n")
+    files = [str(tmp_path / "people.txt"), str(tmp_path / "pairs.txt")]
+    assert main(argv + ["--exclude-identities", *files]) == 0
     run_dir = tmp_path / "runs" / "r"
     report = load_run_report(run_dir)
+    # exactly the named people left training, the other splits untouched, and the report says how many
+    from kerasface.train.config import load_run_config
+    from kerasface.train.data import load_run_data
+
+    run_config = load_run_config(run_dir)
+    assert run_config.data.exclude_identities == files
+    before, after = (load_run_data(c, progress=False) for c in (run_config.replace(exclude_identities=[]), run_config))
+    names = lambda samples: [before.spec.class_names[i] for i in samples.identity]  # noqa: E731
+    trained_before = set(names(before.splits["train"]))
+    assert set(names(after.splits["train"])) == trained_before - set(people[:9])
+    for split in ("validation", "test"):
+        assert list(after.splits[split].paths) == list(before.splits[split].paths)
+    removed = [n for n in names(before.splits["train"]) if n in people[:9]]
+    assert removed
+    assert report["card"]["removed_from_training"] == (f"named in {', '.join(files)}: {len(set(removed))} identities, "
+                                                       f"{len(removed)} images")
     test = report["results"]["test"]
     assert {"accuracy", "auc_cosine", "auc_euclidean"} <= set(test) and 0 <= test["auc_cosine"] <= 1
     assert report["card"]["monitor"] == "val_validation_auc_cosine"
@@ -517,6 +570,64 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
                                "--out", str(tmp_path / "export")], capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "served outputs equal the Keras model's" in done.stdout
+
+
+def colour_pack(folder, identities=12, per_identity=4, size=32, seed=0):
+    """A RecordIO pack (insightface's train.rec + train.idx) of faces that are one colour per
+    identity plus noise, so that even an untrained embedding tells the identities apart."""
+    import cv2
+
+    from kerasface.data.recordio import write_recordio
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for identity in range(identities):
+        colour = rng.integers(30, 226, 3)
+        for _ in range(per_identity):
+            image = np.clip(colour + rng.integers(-20, 21, (size, size, 3)), 0, 255).astype(np.uint8)
+            records.append((cv2.imencode(".png", image)[1].tobytes(), identity))
+    return write_recordio(folder, records)
+
+
+class ZeroWeightsIn(keras.callbacks.Callback):
+    """Sets every weight to zero after each batch of one epoch: its embeddings are all equal."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+        self.current = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch:
+            for weight in self.model.weights:
+                weight.assign(np.zeros(weight.shape, weight.dtype))
+
+
+def test_a_recordio_recognition_run_keeps_the_best_validation_epoch(tmp_path):
+    """The path of CASIA-WebFace, MS1M and Glint360K packs: each epoch verifies the validation and
+    test identities from their own pipelines, the best validation epoch is the best checkpoint, and
+    results.test are its figures, not the last epoch's (made worse on purpose)."""
+    pack = colour_pack(tmp_path / "pack")
+    config = TrainConfig.from_dict(dict(
+        task="recognition", data=str(pack), split="identity", views="single", test_fraction=0.25,
+        validation_fraction=0.25, backbone="vit", backbone_kwargs=TINY_VIT, embedding_dim=16, image_size=32,
+        batch_size=8, epochs=3, loss="normface", loss_kwargs={"scale": 16.0}, augment=False, out=str(tmp_path),
+        run_id="rec", tensorboard=False))
+    report = load_run_report(train(config, log=lambda *_: None, callbacks=[ZeroWeightsIn(2)]))
+    history, card = report["history"], report["card"]
+    validation = history["val_validation_auc_cosine"]
+    assert len(validation) == 3 and len(history["val_test_auc_cosine"]) == 3
+    assert validation[2] == 0.5 and max(validation[:2]) > 0.5  # equal embeddings score chance
+    best = int(np.argmax(validation)) + 1
+    assert card["monitor"] == "val_validation_auc_cosine" and card["best_epoch"] == best
+    assert read_run_state(tmp_path / "rec" / "checkpoints")["best_epoch"] == best
+    test = report["results"]["test"]
+    assert test["auc_cosine"] == pytest.approx(history["val_test_auc_cosine"][best - 1], abs=1e-6)
+    assert test["accuracy"] == pytest.approx(history["val_test_accuracy"][best - 1], abs=1e-6)
+    assert history["val_test_auc_cosine"][2] == 0.5 != test["auc_cosine"]
 
 
 def test_recognition_demo_settings_follow_the_chosen_loss():

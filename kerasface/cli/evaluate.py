@@ -3,7 +3,8 @@
     kerasface-evaluate --model PATH --pairs PATH [PATH ...] --out FILE.json [--flip]
     kerasface-evaluate --model PATH --ijb DIR --out FILE.json [--flip] [--ijb-set IJBB|IJBC]
 
---model: a .keras file, a run folder (its model.keras) or a SavedModel folder (serving_default).
+--model: a .keras file, a run folder (its model.keras), a SavedModel folder (serving_default) or an
+ONNX / LiteRT file (.onnx, .tflite: kerasface-export --format onnx / litert).
 --pairs: LFW pairs.txt (images under --images, default the file's folder or its images/
 sub-folder), insightface .bin files (lfw.bin, cfp_fp.bin, agedb_30.bin) or CSVs
 (path1,path2,same). Accuracy is insightface's: 10 folds in file order, threshold on squared
@@ -66,7 +67,7 @@ def results_table(results: dict) -> str:
 @cli_main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help=".keras file, run folder or SavedModel folder")
+    parser.add_argument("--model", required=True, help=".keras file, run folder, SavedModel folder, .onnx or .tflite file")
     parser.add_argument("--pairs", nargs="+", help="pairs.txt, .bin or pairs CSV files")
     parser.add_argument("--ijb", help="IJB-B or IJB-C folder (meta/, loose_crop/), instead of --pairs")
     parser.add_argument("--ijb-set", choices=("IJBB", "IJBC"), help="which IJB set (default: from meta/'s files)")

@@ -1,7 +1,7 @@
 """Face identification: enroll people into a gallery, then name the faces of images, videos or a camera.
 
-    kerasface-identify enroll --model M --gallery DIR --out gallery.npz [--flip]
-    kerasface-identify run --model M --gallery gallery.npz INPUT [--out DIR] [--threshold T]
+    kerasface-identify enroll --model M --gallery DIR --out gallery.npz [--flip] [--index [flat|ivf|hnsw]]
+    kerasface-identify run --model M --gallery gallery.npz INPUT [--out DIR] [--threshold T] [--index ...]
 
 --model: any embedding model the kit trains or exports (.keras file, run folder, SavedModel).
 enroll: DIR has one sub-folder of photos per person; the largest face of each photo is aligned
@@ -13,6 +13,9 @@ the run report's verification threshold when the model is a run folder that has 
 With --out: annotated images or <name>.mp4 and log.jsonl (one JSON line per frame); without it
 the JSON lines go to standard output. Frames per second are shown while it runs; Ctrl-C stops a
 stream and keeps what was processed.
+--index: search the gallery through a FAISS index (the serve extra) stored in the gallery file:
+flat (exact), ivf or hnsw (approximate, for large galleries; --index alone: hnsw). Without it a
+gallery is searched exactly in NumPy, or through the index it was enrolled with.
 """
 
 import argparse
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 
 from kerasface.cli.common import add_debug_argument, cli_main, positive_float, positive_int
+from kerasface.faces.index import DEFAULT_KIND, KINDS
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +33,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detection-threshold", type=float, default=0.9,
                         help="MTCNN confidence threshold (default 0.9)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--index", nargs="?", const=DEFAULT_KIND, choices=KINDS,
+                        help=f"FAISS index to search the gallery with (--index alone: {DEFAULT_KIND})")
     add_debug_argument(parser)
 
 
@@ -71,11 +77,14 @@ def _enroll(args) -> int:
                                flip=args.flip, progress=not args.quiet)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
+    if args.index is not None:
+        gallery.build_index(args.index)
     out.parent.mkdir(parents=True, exist_ok=True)
     gallery.save(out)
     for name, count in zip(gallery.names, gallery.counts):
         print(f"{name}: {count} photo(s)")
-    print(f"wrote {out}: {len(gallery.names)} people, model {gallery.model}")
+    searched = f", {gallery.index.kind} index" if gallery.index is not None else ""
+    print(f"wrote {out}: {len(gallery.names)} people, model {gallery.model}{searched}")
     return 0
 
 
@@ -89,6 +98,8 @@ def _run(args) -> int:
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise BadInputError(f"{args.out}: exists and is not a folder (--out names a folder)")
     gallery = Gallery.load(args.gallery)
+    if args.index is not None and (gallery.index is None or gallery.index.kind != args.index):
+        gallery.build_index(args.index)
     source = Source(args.input)
     if args.out is not None and source.kind == "folder" and source.root.resolve() in Path(args.out).resolve().parents:
         raise BadInputError(f"{args.out}: the output folder must lie outside the input folder {args.input}")

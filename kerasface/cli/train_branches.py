@@ -36,4 +36,4 @@ DEMO_DEFAULTS = {
 
 @cli_main
 def main(argv=None) -> int:
-    return training_command(argv, __doc__, demo_defaults=DEMO_DEFAULTS)
+    return training_command(argv, "kerasface-train-branches", __doc__, demo_defaults=DEMO_DEFAULTS)

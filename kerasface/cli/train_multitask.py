@@ -96,4 +96,5 @@ def main(argv=None) -> int:
 
         probe_comparison(parser.parse_args(given).probe_only)
         return 0
-    return training_command(argv, __doc__, DEFAULTS, add_arguments=add_multitask_arguments, after=after_training)
+    return training_command(argv, "kerasface-train-multitask", __doc__, DEFAULTS, add_arguments=add_multitask_arguments,
+                            after=after_training)

@@ -18,11 +18,22 @@ the LFW 10-fold protocol, ROC AUC by cosine and euclidean distance); the best ch
 validation AUC is kept. The run folder holds the report (results.test: accuracy, auc_cosine,
 auc_euclidean, eer, TAR@FAR) and model.keras, the embedding model without its head, which
 pipelines/export.py exports with an image-in, embedding-out signature.
+
+--exclude-identities FILE... leaves out of training the people that LFW pairs.txt files, pair
+CSVs or name lists name (a benchmark's people are then never trained on), and
+--min-images-per-identity N the identities with fewer than N images; the report says how many.
+
+--init MODEL.keras fine-tunes an embedding model made before (kerasface-import-model's import of
+an insightface model, or an earlier run's folder) under a new margin head; --image-size and
+--embedding-dim must be the model's; --freeze-backbone-epochs N trains only the head at first.
 """
 
 from __future__ import annotations
 
-from kerasface.cli.common import cli_main
+import argparse
+from pathlib import Path
+
+from kerasface.cli.common import cli_main, non_negative_int
 from kerasface.cli.training import training_command
 
 DEFAULTS = {
@@ -43,6 +54,20 @@ def demo_defaults(config) -> dict:
     return {**DEMO_DEFAULTS, "loss_kwargs": demo_loss_kwargs(config.model.loss)}
 
 
+def add_recognition_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("recognition")
+    g.add_argument("--exclude-identities", nargs="+", metavar="FILE", type=lambda path: str(Path(path).resolve()),
+                   help="leave out of training the people these files name: LFW pairs.txt, path1,path2,same CSVs "
+                        "(an image's folder is its person) or lists of names, one a line")
+    g.add_argument("--min-images-per-identity", type=int, metavar="N",
+                   help="leave out of training the identities with fewer than N images (default 1: none)")
+    g.add_argument("--init", metavar="MODEL",
+                   help="embedding model to fine-tune: a .keras file (kerasface-import-model) or a run folder")
+    g.add_argument("--freeze-backbone-epochs", type=non_negative_int, metavar="N",
+                   help="train only the new head for the first N epochs, then the whole model (default 0)")
+
+
 @cli_main
 def main(argv=None) -> int:
-    return training_command(argv, __doc__, DEFAULTS, demo_defaults)
+    return training_command(argv, "kerasface-train-recognition", __doc__, DEFAULTS, demo_defaults,
+                            add_arguments=add_recognition_arguments)

@@ -8,9 +8,9 @@ import json
 from kerasface.cli.common import add_debug_argument
 
 
-def training_command(argv, description: str, defaults: dict | None = None, demo_defaults: dict | None = None,
-                     add_arguments=None, after=None) -> int:
-    """Parse a training command's arguments (``defaults``: the command's own flat defaults,
+def training_command(argv, command: str, description: str, defaults: dict | None = None,
+                     demo_defaults: dict | None = None, add_arguments=None, after=None) -> int:
+    """Parse the arguments of the training command named ``command`` (``defaults``: its own flat defaults,
     under a --config file and flags; ``demo_defaults`` on top of them when the run trains on the
     demo dataset, no --data given) and train, resume or dry-run. ``add_arguments(parser)`` adds
     the command's own flags (a flag named as a config field sets it); ``after(run_dir, args)``
@@ -40,13 +40,13 @@ def training_command(argv, description: str, defaults: dict | None = None, demo_
     from kerasface.train.run import dry_run, train
 
     if args.resume:
-        run_dir = train(resume=args.resume, epochs=args.epochs)
+        run_dir = train(resume=args.resume, epochs=args.epochs, command=command)
     else:
         config = config_from_args(args, defaults, demo_defaults)
         if args.dry_run:
             print(json.dumps(dry_run(config)))
             return 0
-        run_dir = train(config)
+        run_dir = train(config, command=command)
     if after:
         after(run_dir, args)
     return 0

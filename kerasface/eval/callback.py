@@ -24,7 +24,7 @@ import numpy as np
 
 from kerasface.eval.embeddings import EmbeddingModel, decode_images, embed_batches, keras_embedding_model
 from kerasface.eval.pairs import PairSet
-from kerasface.eval.verification import evaluate, far_key
+from kerasface.eval.verification import VerificationResult, evaluate, far_key
 
 LOGGED_FAR = 1e-3
 
@@ -32,6 +32,20 @@ LOGGED_FAR = 1e-3
 def metric_prefix(set_name: str) -> str:
     """``val_<set>_`` with the set's name reduced to letters, digits and underscores."""
     return f"val_{re.sub(r'[^0-9A-Za-z_]+', '_', set_name).strip('_') or 'pairs'}_"
+
+
+def logged_figures(set_name: str, result: VerificationResult) -> dict[str, float]:
+    """The figures a run logs of one verification set (``val_<set>_accuracy``, ...; see above)."""
+    prefix = metric_prefix(set_name)
+    figures = {
+        prefix + "accuracy": result.accuracy, prefix + "accuracy_std": result.accuracy_std,
+        prefix + "auc_cosine": result.auc_cosine, prefix + "auc_euclidean": result.auc_euclidean,
+        prefix + "eer": result.eer,
+    }  # fmt: skip
+    tar = result.tar_at_far.get(far_key(LOGGED_FAR))
+    if tar is not None:
+        figures[prefix + f"tar_at_far_{far_key(LOGGED_FAR)}"] = tar
+    return figures
 
 
 class PairSetEvaluation(keras.callbacks.Callback):
@@ -102,16 +116,8 @@ class PairSetEvaluation(keras.callbacks.Callback):
             batches = (images[i:i + self.batch_size] for i in range(0, len(images), self.batch_size))
             vectors = embed_batches(model, batches, len(images), self.batch_size, flip=self.flip,
                                     progress=False)[inverse]
-            result = evaluate(vectors[0::2], vectors[1::2], pair_set.issame, pair_set.folds)
-            prefix = metric_prefix(name)
-            figures.update({
-                prefix + "accuracy": result.accuracy, prefix + "accuracy_std": result.accuracy_std,
-                prefix + "auc_cosine": result.auc_cosine, prefix + "auc_euclidean": result.auc_euclidean,
-                prefix + "eer": result.eer,
-            })  # fmt: skip
-            tar = result.tar_at_far.get(far_key(LOGGED_FAR))
-            if tar is not None:
-                figures[prefix + f"tar_at_far_{far_key(LOGGED_FAR)}"] = tar
+            figures.update(logged_figures(name, evaluate(vectors[0::2], vectors[1::2], pair_set.issame,
+                                                         pair_set.folds)))
         return figures
 
     def on_epoch_end(self, epoch, logs=None):

@@ -135,8 +135,24 @@ def _savedmodel_embedding_model(folder: Path, image_size, resize_mode) -> Embedd
     return EmbeddingModel(str(folder), size, resize_mode, predict, settings.get("preprocessing"))
 
 
+def portable_embedding_model(path, image_size=None, resize_mode: str | None = None) -> EmbeddingModel:
+    """An ``EmbeddingModel`` of an ONNX (``.onnx``, onnxruntime) or LiteRT (``.tflite``) export;
+    the resize mode, unless given, is the one its ``FILE.json`` recorded (kerasface-export)."""
+    from kerasface.export.portable import PREDICTORS, format_of, recorded_preprocessing
+
+    path = Path(path)
+    shape, predict = PREDICTORS[format_of(path)](path)
+    if len(shape) != 4 or shape[-1] != 3:
+        raise BadInputError(f"{path}: the model's input has shape {shape}; expected RGB images (batch, H, W, 3)")
+    recorded = recorded_preprocessing(path)
+    resize_mode = resize_mode or (recorded.resize_mode if recorded else None)
+    return EmbeddingModel(str(path), _pick_size(str(path), shape[1:3], image_size), resize_mode, predict,
+                          recorded.as_dict() if recorded else None)
+
+
 def load_embedding_model(source, image_size=None, resize_mode: str | None = None) -> EmbeddingModel:
-    """An ``EmbeddingModel`` from a keras.Model, a ``.keras`` file, a run folder or a SavedModel folder."""
+    """An ``EmbeddingModel`` from a keras.Model, a ``.keras`` file, a run folder, a SavedModel
+    folder or an ONNX / LiteRT file."""
     if isinstance(source, EmbeddingModel):
         return dataclasses.replace(source, resize_mode=resize_mode) if resize_mode else source
     import keras
@@ -154,8 +170,10 @@ def load_embedding_model(source, image_size=None, resize_mode: str | None = None
             raise BadInputError(
                 f"{path}: neither a SavedModel (saved_model.pb) nor a run folder (model.keras)")
         path = model_file
+    elif path.suffix.lower() in (".onnx", ".tflite"):
+        return portable_embedding_model(path, image_size, resize_mode)
     elif path.suffix != ".keras":
-        raise BadInputError(f"{path}: not a .keras model file, run folder or SavedModel folder")
+        raise BadInputError(f"{path}: not a .keras, .onnx or .tflite model file, run folder or SavedModel folder")
     import kerasface.models  # noqa: F401  (registers the kit's layers for loading)
 
     try:

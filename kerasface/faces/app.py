@@ -172,15 +172,27 @@ class Identifier:
         faces = self.detector.detect_one(image)
         if not faces:
             return []
-        crops = np.stack([extract_face(image, f, self.model.image_size, self.gallery.method, self.gallery.margin)
-                          for f in faces])
-        best, similarity = self.gallery.match(embed_faces(self.model, crops, flip=self.gallery.flip))
-        out = []
-        for face, k, s in zip(faces, best, similarity):
-            known = bool(s >= self.threshold)
-            out.append({**face.to_dict(), "name": self.gallery.names[k] if known else UNKNOWN,
-                        "closest": self.gallery.names[k], "similarity": round(float(s), 4), "known": known})
-        return out
+        vectors = embed_faces(self.model, face_crops(image, faces, self.model.image_size, self.gallery),
+                              flip=self.gallery.flip)
+        return named_faces(self.gallery, faces, vectors, self.threshold)
+
+
+def face_crops(image: np.ndarray, faces, image_size, gallery: Gallery) -> np.ndarray:
+    """The faces of ``image`` aligned or cropped as ``gallery`` was enrolled: (N, H, W, 3)."""
+    return np.stack([extract_face(image, f, image_size, gallery.method, gallery.margin) for f in faces])
+
+
+def named_faces(gallery: Gallery, faces, vectors: np.ndarray, threshold: float) -> list[dict]:
+    """Each face with the closest person of ``gallery``, its similarity, and that person's name,
+    or ``unknown`` below ``threshold``."""
+    best, similarity = gallery.match(vectors)
+    out = []
+    for face, k, s in zip(faces, best, similarity):
+        closest = gallery.names[k] if k >= 0 else None
+        known = bool(closest is not None and s >= threshold)
+        out.append({**face.to_dict(), "name": closest if known else UNKNOWN, "closest": closest,
+                    "similarity": round(float(s), 4), "known": known})
+    return out
 
 
 def annotate(image: np.ndarray, results: list[dict], fps: float | None = None) -> np.ndarray:

@@ -7,12 +7,27 @@ input size, embeds it (``kerasface.eval.embeddings``) and averages the normalise
 each person. The ``.npz`` file records the model it came from: its name and the embedding of a
 fixed synthetic probe image (its fingerprint), so that a different model, in whatever format, is
 refused instead of giving meaningless matches.
+
+A gallery searched through a vector index (``kerasface.faces.index``, FAISS) keeps the index in
+the same file, so that loading a gallery of millions of people does not rebuild it. People are
+added and removed in place (``add``, ``remove``); ``save`` writes the whole file under a
+temporary name and renames it, so the file on disk is always a complete gallery.
+
+``persist`` makes one such change durable without rewriting a large file: it appends it to a
+journal beside the gallery (``gallery.npz.journal``, one JSON line per change, flushed to disk)
+that ``load`` replays; the journal names the snapshot it continues, so a journal left by an
+interrupted rewrite, or beside a file replaced since, is ignored, and a line cut short by a kill
+is dropped (and cut off before the next one is written). Every ``JOURNAL_LIMIT`` changes the
+whole file is rewritten and the journal removed.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
+import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +38,13 @@ from kerasface.eval.verification import l2_normalize
 from kerasface.faces.align import extract_face
 from kerasface.faces.detect import FaceDetector
 from kerasface.faces.imread import read_photo
+from kerasface.faces.index import VectorIndex
 from kerasface.fileio import atomic_write
 from kerasface.progress import progress_bar
 
 GALLERY_FORMAT = 1
+JOURNAL_SUFFIX = ".journal"
+JOURNAL_LIMIT = 1000
 FINGERPRINT_MIN_COSINE = 0.999
 EMBED_BATCH = 8
 
@@ -68,14 +86,136 @@ class Gallery:
     margin: float = 0.2
     flip: bool = False
     files: dict = dataclasses.field(default_factory=dict)
+    index: VectorIndex | None = None
+    _store: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    _positions: dict | None = dataclasses.field(default=None, repr=False, compare=False)
+    _snapshot: str | None = dataclasses.field(default=None, repr=False, compare=False)
+    _journaled: int = dataclasses.field(default=0, repr=False, compare=False)
+
+    @classmethod
+    def empty(cls, model: EmbeddingModel, method: str = "align", margin: float = 0.2, flip: bool = False) -> Gallery:
+        fingerprint = model_fingerprint(model)
+        return cls([], np.empty((0, len(fingerprint)), np.float32), [], model.name, fingerprint,
+                   tuple(model.image_size), method, margin, flip)
+
+    def build_index(self, kind: str, **params) -> None:
+        """Search through a new ``kind`` index of the current embeddings (``kerasface.faces.index``)."""
+        self.index = VectorIndex.build(self.embeddings, kind, **params)
+
+    def _rows_by_name(self) -> dict:
+        if self._positions is None or len(self._positions) != len(self.names):
+            self._positions = {n: k for k, n in enumerate(self.names)}
+        return self._positions
+
+    def position(self, name: str) -> int | None:
+        """The row of ``name``, or None."""
+        return self._rows_by_name().get(name)
+
+    def add(self, name: str, vector: np.ndarray, count: int = 1, files=()) -> bool:
+        """Enroll ``name`` with one normalised embedding, replacing an earlier one of that name;
+        True when it replaced one. The index grows without a rebuild."""
+        vector = np.asarray(vector, np.float32).reshape(-1)
+        if vector.shape != self.fingerprint.shape:
+            raise BadInputError(f"{name}: an embedding of {vector.shape[0]} values; the gallery holds "
+                                f"{self.fingerprint.shape[0]}")
+        replaced = self.position(name) is not None
+        if replaced:
+            self.remove(name)
+        n = len(self.names)
+        if self._store is None or self.embeddings.base is not self._store or len(self._store) <= n:
+            self._store = np.empty((max(2 * n, 16), vector.shape[0]), np.float32)
+            self._store[:n] = self.embeddings
+        self._store[n] = vector
+        self.embeddings = self._store[:n + 1]
+        rows = self._rows_by_name()
+        self.names.append(name)
+        rows[name] = n
+        self.counts.append(int(count))
+        self.files[name] = list(files)
+        if self.index is not None:
+            self.index.add(vector[None], [n])
+        return replaced
+
+    def remove(self, name: str) -> None:
+        """Forget ``name``; BadInputError when it is not enrolled."""
+        k = self.position(name)
+        if k is None:
+            raise BadInputError(f"{name}: no such person in the gallery")
+        self.embeddings = np.delete(self.embeddings, k, axis=0)
+        self._store = self._positions = None
+        del self.names[k], self.counts[k]
+        self.files.pop(name, None)
+        if self.index is not None:
+            self.index.remove_row(k)
 
     def save(self, path) -> None:
+        if self.index is not None and self.index.needs_compacting():
+            self.build_index(self.index.kind, **self.index.params)
         meta = {"format": GALLERY_FORMAT, "model": self.model, "image_size": list(self.image_size),
                 "method": self.method, "margin": self.margin, "flip": self.flip, "counts": list(self.counts),
                 "files": self.files}
-        arrays = {"names": np.array(self.names, dtype=str), "embeddings": self.embeddings.astype(np.float32),
-                  "fingerprint": self.fingerprint.astype(np.float32), "meta": np.array(json.dumps(meta))}
+        arrays = {"names": np.array(self.names, dtype=str), "embeddings": np.asarray(self.embeddings, np.float32),
+                  "fingerprint": self.fingerprint.astype(np.float32)}
+        if self.index is not None:
+            meta["index"] = {"kind": self.index.kind, "params": self.index.params}
+            arrays["index"], arrays["index_rows"] = self.index.to_bytes(), self.index.rows
+        snapshot = uuid.uuid4().hex
+        meta["snapshot"] = snapshot
+        arrays["meta"] = np.array(json.dumps(meta))
         atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
+        self._snapshot, self._journaled = snapshot, 0
+        journal_path(path).unlink(missing_ok=True)
+
+    def persist(self, path, name: str) -> None:
+        """Make the last change to ``name`` (enrolled, replaced or removed in memory) durable in
+        the gallery file ``path``: a journal line, or the whole file when it has no snapshot of
+        this gallery yet or the journal is full."""
+        path = Path(path)
+        if self._snapshot is None or self._journaled >= JOURNAL_LIMIT or not path.is_file():
+            self.save(path)
+            return
+        k = self.position(name)
+        change = {"remove": name} if k is None else {
+            "add": name, "count": self.counts[k], "files": self.files.get(name, []),
+            "vector": base64.b64encode(np.asarray(self.embeddings[k], "<f4").tobytes()).decode()}
+        journal, line = journal_path(path), json.dumps(change) + "\n"
+        if self._journaled == 0:
+            header = json.dumps({"snapshot": self._snapshot}) + "\n"
+            atomic_write(journal, lambda fh: fh.write(header + line))
+        else:
+            with open(journal, "r+b") as fh:
+                data = fh.read()
+                fh.seek(data.rfind(b"\n") + 1)
+                fh.truncate()
+                fh.write(line.encode("utf-8"))
+                fh.flush()
+                os.fsync(fh.fileno())
+        self._journaled += 1
+
+    def _replay(self, path: Path) -> None:
+        journal = journal_path(path)
+        if not journal.is_file():
+            return
+        lines = journal.read_text(encoding="utf-8").split("\n")
+        complete = lines[:-1]
+        try:
+            header = json.loads(complete[0]) if complete else {}
+        except ValueError:
+            header = {}
+        if header.get("snapshot") != self._snapshot:
+            return
+        for number, line in enumerate(complete[1:], start=2):
+            try:
+                change = json.loads(line)
+                if "remove" in change:
+                    if self.position(change["remove"]) is not None:
+                        self.remove(change["remove"])
+                else:
+                    vector = np.frombuffer(base64.b64decode(change["vector"]), "<f4")
+                    self.add(change["add"], vector, change["count"], change["files"])
+            except (ValueError, KeyError, TypeError) as error:
+                raise BadInputError(f"{journal}: line {number} is not a gallery change ({error})") from None
+        self._journaled = len(complete) - 1
 
     @classmethod
     def load(cls, path) -> Gallery:
@@ -86,13 +226,25 @@ class Gallery:
             with np.load(path, allow_pickle=False) as data:
                 names, embeddings = [str(n) for n in data["names"]], np.asarray(data["embeddings"], np.float32)
                 fingerprint, meta = np.asarray(data["fingerprint"], np.float32), json.loads(str(data["meta"]))
+                stored = (data["index"], data["index_rows"]) if "index" in meta else None
         except (OSError, ValueError, KeyError, EOFError) as error:
             raise BadInputError(f"{path}: not a gallery file of kerasface-identify enroll ({error})") from None
         if meta.get("format") != GALLERY_FORMAT or embeddings.shape != (len(names), len(fingerprint)):
             raise BadInputError(f"{path}: not a gallery file of kerasface-identify enroll (format "
                                 f"{meta.get('format')}, embeddings {embeddings.shape} for {len(names)} names)")
-        return cls(names, embeddings, meta["counts"], meta["model"], fingerprint, tuple(meta["image_size"]),
-                   meta["method"], meta["margin"], meta["flip"], meta.get("files", {}))
+        embeddings = embeddings.reshape(len(names), len(fingerprint))
+        index = None
+        if stored is not None:
+            index = VectorIndex.from_bytes(stored[0], meta["index"]["kind"], meta["index"]["params"], stored[1],
+                                           where=str(path))
+            if np.count_nonzero(index.rows >= 0) != len(names):
+                raise BadInputError(f"{path}: the stored index covers {np.count_nonzero(index.rows >= 0)} of "
+                                    f"{len(names)} people")
+        gallery = cls(names, embeddings, meta["counts"], meta["model"], fingerprint, tuple(meta["image_size"]),
+                      meta["method"], meta["margin"], meta["flip"], meta.get("files", {}), index)
+        gallery._snapshot = meta.get("snapshot")
+        gallery._replay(path)
+        return gallery
 
     def check_model(self, model: EmbeddingModel, where: str = "gallery") -> None:
         """BadInputError unless ``model`` embeds the probe image as the enrolling model did."""
@@ -108,10 +260,23 @@ class Gallery:
                 f"--model {model.name} ...")
 
     def match(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each normalised row: the index of the most similar person and the cosine similarity."""
-        similarity = np.asarray(vectors, np.float32) @ self.embeddings.T
+        """For each normalised row: the index of the most similar person (-1 in an empty gallery)
+        and the cosine similarity, through the vector index when there is one, else exactly."""
+        vectors = np.asarray(vectors, np.float32)
+        if not self.names:
+            return np.full(len(vectors), -1), np.full(len(vectors), -1.0, np.float32)
+        if self.index is not None:
+            rows, scores = self.index.search(vectors, 1)
+            return rows[:, 0], scores[:, 0]
+        similarity = vectors @ self.embeddings.T
         best = np.argmax(similarity, axis=1)
         return best, similarity[np.arange(len(best)), best]
+
+
+def journal_path(path) -> Path:
+    """The journal of changes beside the gallery file ``path``."""
+    path = Path(path)
+    return path.with_name(path.name + JOURNAL_SUFFIX)
 
 
 def gallery_files(folder) -> list[str]:

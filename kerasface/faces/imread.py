@@ -23,7 +23,11 @@ def decode_photo(data: bytes, name: str = "image") -> np.ndarray:
     """Encoded bytes -> RGB uint8 (H, W, 3); BadInputError naming ``name`` when they do not decode."""
     if not data:
         raise BadInputError(f"{name}: empty file")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        raise BadInputError(f"{name}: not a readable image (more pixels than OPENCV_IO_MAX_IMAGE_PIXELS "
+                            f"{os.environ.get('OPENCV_IO_MAX_IMAGE_PIXELS', 2 ** 30)}, or corrupt)") from None
     if image is None or image.size == 0:
         raise BadInputError(f"{name}: not a readable image (corrupt or not {'/'.join(IMAGE_EXTENSIONS)})")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

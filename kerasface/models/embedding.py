@@ -57,6 +57,30 @@ def build_modality_embedding_model(name: str, panel_size: int, panels, all_panel
     return keras.Model(tile, _projection(fused, embedding_dim, "fusion"), name=EMBEDDING_LAYER)
 
 
+def load_embedding_model(source, input_shape, embedding_dim: int) -> keras.Model:
+    """The embedding model of ``source`` (a ``.keras`` file, e.g. from kerasface-import-model, or
+    an earlier run's folder) to train further; it must take ``input_shape`` images and give
+    ``embedding_dim``-d embeddings."""
+    from kerasface.errors import BadInputError
+    from kerasface.saving import load_model, run_model_file
+
+    path = run_model_file(source)
+    model = load_model(path, compile=False)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise BadInputError(f"{path}: {len(model.inputs)} inputs and {len(model.outputs)} outputs; an embedding "
+                            "model takes one image and gives one embedding")
+    if tuple(model.input_shape[1:]) != tuple(input_shape):
+        raise BadInputError(f"{path}: takes {model.input_shape[1:]} images, this run {tuple(input_shape)}; pass "
+                            f"--image-size {model.input_shape[1]}")
+    if model.output_shape[-1] != embedding_dim:
+        raise BadInputError(f"{path}: gives {model.output_shape[-1]}-d embeddings, this run {embedding_dim}-d; pass "
+                            f"--embedding-dim {model.output_shape[-1]}")
+    if model.name != EMBEDDING_LAYER:
+        model = keras.Model(model.inputs, model.outputs, name=EMBEDDING_LAYER)
+    model.trainable = True  # a model saved while frozen (--freeze-backbone-epochs) trains again
+    return model
+
+
 def build_margin_model(embedding_model: keras.Model, head: keras.layers.Layer, name: str | None = None) -> keras.Model:
     """``(images, labels) -> head(embedding_model(images), labels)``: the training model of a
     margin head (ArcFace and kin), whose logits go to softmax cross-entropy."""

@@ -55,11 +55,12 @@ def check_activation(activation: str, backbone: str) -> None:
         )
 
 
-def conv(x, filters: int, kernel_size: int, stride: int, name: str, depthwise: bool = False):
+def conv(x, filters: int, kernel_size: int, stride: int, name: str, depthwise: bool = False, groups: int = 1):
     """Bias-free conv with torch's symmetric ``padding=kernel_size // 2``. At stride 1 that is
     Keras' "same"; at stride 2 "same" pads only bottom/right, so explicit zero padding then a
     "valid" conv (an extra copy of the input, which "same" at stride 1 avoids; see
-    docs/benchmarks.md, "Recognition train step")."""
+    docs/benchmarks.md, "Recognition train step").
+    ``groups``: a grouped conv (torch ``groups``), as arcface_torch's MobileFaceNet stem has."""
     padding = kernel_size // 2
     conv_kwargs = dict(use_bias=False, name=name)
     if stride == 1:
@@ -68,7 +69,7 @@ def conv(x, filters: int, kernel_size: int, stride: int, name: str, depthwise: b
         x = layers.ZeroPadding2D(padding, name=name + "_pad")(x)
     if depthwise:
         return layers.DepthwiseConv2D(kernel_size, stride, **conv_kwargs)(x)
-    return layers.Conv2D(filters, kernel_size, stride, **conv_kwargs)(x)
+    return layers.Conv2D(filters, kernel_size, stride, groups=groups, **conv_kwargs)(x)
 
 
 def squeeze_excitation(x, reduction: int, name: str):
@@ -106,10 +107,11 @@ def build_ir_network(
     dropout: float = 0.0,
     activation: str = "prelu",
     se_reduction=None,
+    width: int = 64,
 ) -> keras.Model:
     """RGB [0, 255] -> ImagePreprocessing("tf") (insightface's ``(x/255 - 0.5)/0.5``) ->
-    conv3x3(64) + BN + PReLU -> 4 stages of IR blocks (64/128/256/512 channels, the first block
-    of each with stride 2) -> BN -> flatten -> dropout -> Dense(embedding_dim) -> BN with a
+    conv3x3(width) + BN + PReLU -> 4 stages of IR blocks (``width`` x 1/2/4/8 channels, 64: the
+    published 64/128/256/512; the first block of each with stride 2) -> BN -> flatten -> dropout -> Dense(embedding_dim) -> BN with a
     fixed scale of 1 (arcface_torch's ``features``; no gamma weight).
 
     Each stride-2 stage maps a side ``n`` to ``ceil(n / 2)``, so 112 -> 7 and the Dense layer
@@ -117,10 +119,11 @@ def build_ir_network(
     check_activation(activation, name)
     images = keras.Input(shape=tuple(input_shape), name="images")
     x = ImagePreprocessing("tf", name="preprocessing")(images)
-    x = conv(x, STAGE_CHANNELS[0], 3, 1, "stem_conv")
+    channels_per_stage = [width * c // STAGE_CHANNELS[0] for c in STAGE_CHANNELS]
+    x = conv(x, channels_per_stage[0], 3, 1, "stem_conv")
     x = batch_norm("stem_bn")(x)
     x = activation_layer(activation, "stem_act")(x)
-    for stage, (channels, blocks) in enumerate(zip(STAGE_CHANNELS, blocks_per_stage), start=1):
+    for stage, (channels, blocks) in enumerate(zip(channels_per_stage, blocks_per_stage), start=1):
         for block in range(blocks):
             x = ir_block(
                 x,
@@ -169,17 +172,17 @@ def embedding_backbone(
 def register_ir_network(backbone: str, blocks_per_stage, se_reduction: int | None = None) -> None:
     """Register ``backbone`` as an IR network (``build_ir_network``) with these blocks per
     stage, and an SE module of reduction ``se_reduction`` in every block when given."""
-    def builder(input_shape, name, embedding_dim=512, dropout=0.0, activation="prelu"):
+    def builder(input_shape, name, embedding_dim=512, dropout=0.0, activation="prelu", width=64):
         return build_ir_network(input_shape, blocks_per_stage, name, embedding_dim, dropout, activation,
-                                se_reduction=se_reduction)
+                                se_reduction=se_reduction, width=width)
 
     registered = functools.partial(embedding_backbone, builder, backbone)
     registered.embedding_output = True
     family = "IResNet" if se_reduction is None else f"IR-SE network (SE reduction {se_reduction})"
     registered.__doc__ = (
         f"{backbone}: {family} with {list(blocks_per_stage)} blocks per stage (``build_ir_network``); "
-        "options ``embedding_dim=512, dropout=0.0, activation='prelu'|'relu'``; the output is always "
-        "the embedding."
+        "options ``embedding_dim=512, dropout=0.0, activation='prelu'|'relu', width=64``; the output "
+        "is always the embedding."
     )
     BACKBONES.register(backbone)(registered)
 

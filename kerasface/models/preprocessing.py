@@ -83,7 +83,8 @@ def input_preprocessing(model, name: str | None = None) -> InputPreprocessing | 
 
 def set_input_preprocessing(model, resize_mode: str | None = None, alignment: str | None = None):
     """Record ``resize_mode`` and ``alignment`` in every ``ImagePreprocessing`` layer of ``model``
-    (saved with it from then on); returns ``model``."""
+    (saved with it from then on); a field given as None keeps what the model records (a
+    fine-tuned imported model stays aligned to its template). Returns ``model``."""
     from kerasface.data.decode import RESIZE_MODES
 
     if resize_mode is not None and resize_mode not in RESIZE_MODES:
@@ -91,6 +92,8 @@ def set_input_preprocessing(model, resize_mode: str | None = None, alignment: st
     if alignment is not None and alignment not in ALIGNMENTS:
         raise ValueError(f"alignment {alignment!r}; choose one of {ALIGNMENTS} or None")
     for layer in preprocessing_layers(model):
-        layer.resize_mode = resize_mode
-        layer.alignment = alignment
+        if resize_mode is not None:
+            layer.resize_mode = resize_mode
+        if alignment is not None:
+            layer.alignment = alignment
     return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -24,9 +25,10 @@ class RunCheckpoint(keras.callbacks.Callback):
     ``monitor`` improves, and ``state.json`` with the number of finished epochs, each written
     to a temporary file and renamed, so an interruption never leaves a half-written checkpoint.
     An epoch whose loss or weights are NaN or infinite is not saved: training stops and
-    ``state.json`` says why (``stopped``)."""
+    ``state.json`` says why (``stopped``). ``command``, when given, is kept in ``state.json``:
+    the training command that started the run."""
 
-    def __init__(self, directory, monitor: str = "val_loss", mode: str = "min"):
+    def __init__(self, directory, monitor: str = "val_loss", mode: str = "min", command: str | None = None):
         super().__init__()
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -34,6 +36,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.monitor = monitor
         self.mode = mode
         self.state = read_run_state(self.directory) or {"epoch": 0, "best": None, "best_epoch": None}
+        if command:
+            self.state.setdefault("command", command)
 
     def _improved(self, value: float) -> bool:
         best = self.state.get("best")
@@ -52,6 +56,9 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(f"{self.directory}: epoch {epoch + 1} logged no {self.monitor!r}, the metric that picks "
+                             f"the best checkpoint; it logged {sorted(logs)}")
         self.directory.mkdir(parents=True, exist_ok=True)
         problem = self._non_finite(logs)
         if problem:
@@ -82,11 +89,11 @@ def read_run_state(directory, default=None) -> dict | None:
 
 
 def standard_callbacks(run_dir, monitor: str, mode: str, early_stopping: int | None,
-                       tensorboard: bool = True, resume: bool = False) -> list:
+                       tensorboard: bool = True, resume: bool = False, command: str | None = None) -> list:
     run_dir = Path(run_dir)
     callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        RunCheckpoint(run_dir / "checkpoints", monitor=monitor, mode=mode),
+        RunCheckpoint(run_dir / "checkpoints", monitor=monitor, mode=mode, command=command),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resume),
     ]
     if tensorboard:
@@ -95,3 +102,34 @@ def standard_callbacks(run_dir, monitor: str, mode: str, early_stopping: int | N
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                                        patience=early_stopping, restore_best_weights=False))
     return callbacks
+
+
+class FreezeLayer(keras.callbacks.Callback):
+    """``layer`` of the model (its weights and batch-norm statistics) stays fixed for the first
+    ``epochs`` epochs, then trains with the rest. At each change the optimizer is rebuilt for the
+    new trainable weights, keeping its step count (a learning-rate schedule goes on) and its
+    slots' fresh start, and the train step is traced again; on JAX too, whose fit reads the
+    trainable weights anew at each epoch."""
+
+    def __init__(self, layer: str, epochs: int):
+        super().__init__()
+        self.layer, self.epochs = layer, epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        layer = self.model.get_layer(self.layer)
+        trainable = epoch >= self.epochs
+        if layer.trainable != trainable:
+            layer.trainable = trainable
+            rebuild_optimizer(self.model)
+
+
+def rebuild_optimizer(model: keras.Model) -> None:
+    """A new optimizer of the same configuration and step count for ``model``'s trainable weights."""
+    old = model.optimizer
+    new = old.__class__.from_config(old.get_config())
+    scope = getattr(model, "distribute_strategy", None)
+    with scope.scope() if scope is not None else contextlib.nullcontext():
+        new.build(model.trainable_variables)
+    new.iterations.assign(old.iterations)
+    model.optimizer = new
+    model.make_train_function(force=True)

@@ -59,6 +59,8 @@ class DataConfig:
     verify: str = "auto"
     missing_labels: bool = False
     undersample: str | None = None
+    exclude_identities: list[str] = dataclasses.field(default_factory=list)
+    min_images_per_identity: int = 1
     split: str = "sample"
     test_fraction: float = 0.5
     validation_fraction: float = 0.1
@@ -85,7 +87,8 @@ class DataConfig:
         for name, allowed in (("views", VIEW_MODES), ("split", SPLITS), ("flip", FLIPS), ("cache", CACHES),
                               ("verify", VERIFY), ("sampler", SAMPLERS), ("input_order", INPUT_ORDERS)):
             _choice(self, name, allowed)
-        for name in ("image_size", "pk_identities", "pk_images", "demo_identities", "demo_images_per_identity"):
+        for name in ("image_size", "pk_identities", "pk_images", "demo_identities", "demo_images_per_identity",
+                     "min_images_per_identity"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.test_fraction < 1:
@@ -125,6 +128,10 @@ class ModelConfig:
     freeze_branches: list[int] = dataclasses.field(default_factory=list)
     init_branches: str | list[str] | None = None
     modalities: list[str] = dataclasses.field(default_factory=list)
+    # recognition task: an embedding model (.keras or run folder) to start from, under a new head
+    init: str | None = None
+    # recognition task: epochs at the start in which the embedding model stays fixed (the head trains)
+    freeze_backbone_epochs: int = 0
     bn_momentum: float | None = 0.9
     loss: str = "arcface"
     loss_kwargs: dict = dataclasses.field(default_factory=dict)

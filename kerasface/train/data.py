@@ -7,6 +7,7 @@ import math
 
 from kerasface.data.augment import AugmentConfig
 from kerasface.data.balance import SEED_UNDERSAMPLING, load_undersampling_config, undersample, undersample_table
+from kerasface.data.identities import filter_identities, read_identity_names
 from kerasface.data.pipeline import build_pipeline, choose_cache
 from kerasface.data.readers import read_dataset
 from kerasface.data.spec import DatasetSpec, Samples
@@ -19,11 +20,13 @@ class RunData:
     spec: DatasetSpec
     splits: dict[str, Samples]
     notes: list[str]
+    removed_from_training: str = ""
 
 
 def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
-    """Read the dataset (the demo data when ``config.data.path`` is None), split it and
-    undersample the training part."""
+    """Read the dataset (the demo data when ``config.data.path`` is None), split it, leave the
+    excluded identities and those with too few images out of the training part
+    (``kerasface.data.identities``) and undersample it."""
     data, notes = config.data, []
     _, spec = read_dataset(data.resolved_path(), skip_bad=data.skip_bad, verify=data.verify, progress=progress,
                            missing_labels=data.missing_labels)
@@ -33,6 +36,15 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
                           validation_fraction=data.validation_fraction, seed=config.seed)
     names = ("train", "validation", "test") if len(parts) == 3 else ("train", "test")
     splits = dict(zip(names, parts))
+    removed = ""
+    if data.exclude_identities or data.min_images_per_identity > 1:
+        excluded = set().union(*(read_identity_names(path) for path in data.exclude_identities))
+        splits["train"], left_out = filter_identities(spec, splits["train"], excluded, data.min_images_per_identity)
+        removed = left_out.describe(data.exclude_identities, data.min_images_per_identity)
+        notes.append(f"left out of training: {removed}")
+        if len(splits["train"]) == 0:
+            raise ValueError(f"{spec.source}: no training samples are left once these are out of training: "
+                             f"{removed}")
     if data.undersample:
         settings = ({"factors": SEED_UNDERSAMPLING} if data.undersample == "paper"
                     else load_undersampling_config(data.undersample))
@@ -46,7 +58,7 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
             notes.append(f"warning: undersampling kept {len(splits['train'])} of {len(before)} training samples; "
                          "factors compound, each column acting on what the columns before it kept; "
                          "give factors for fewer columns, or a target_ratio")
-    return RunData(spec, splits, notes)
+    return RunData(spec, splits, notes, removed)
 
 
 def make_pipelines(config: TrainConfig, data: RunData, task, global_batch: int, replicas: int = 1,
@@ -73,20 +85,27 @@ def make_pipelines(config: TrainConfig, data: RunData, task, global_batch: int, 
             deterministic=settings.input_order == "deterministic" or config.runtime.deterministic or replicas > 1,
         )
         pipelines[name] = dataset.map(task.model_io)
+    steps = steps_per_epoch(config, data.splits["train"], pk, global_batch, replicas)
+    if config.optim.max_steps_per_epoch and pk is None:
+        pipelines["train"] = pipelines["train"].take(steps)
+    return pipelines, steps
+
+
+def steps_per_epoch(config: TrainConfig, train: Samples, pk: tuple[int, int] | None, global_batch: int,
+                    replicas: int = 1) -> int:
+    """Training steps of an epoch, for every task: the P x K batches of the training identities,
+    or batches of the global size (full ones only on several replicas), at most
+    ``max_steps_per_epoch``."""
     if pk is not None:
         from kerasface.data.identity_batches import pk_num_batches
 
-        steps = pk_num_batches(data.splits["train"].identity, *pk)
+        steps = pk_num_batches(train.identity, *pk)
     elif replicas > 1:
-        steps = len(data.splits["train"]) // global_batch
+        steps = len(train) // global_batch
     else:
-        steps = math.ceil(len(data.splits["train"]) / global_batch)
+        steps = math.ceil(len(train) / global_batch)
     if steps < 1:
-        raise ValueError(f"{len(data.splits['train'])} training samples make no full batch of {global_batch} "
+        raise ValueError(f"{len(train)} training samples make no full batch of {global_batch} "
                          f"across {replicas} replicas; lower --batch-size")
     cap = config.optim.max_steps_per_epoch
-    if cap:
-        steps = min(steps, cap)
-        if pk is None:
-            pipelines["train"] = pipelines["train"].take(steps)
-    return pipelines, steps
+    return min(steps, cap) if cap else steps

@@ -34,8 +34,8 @@ from kerasface.data.pipeline import build_pipeline
 from kerasface.data.spec import column_slices, label_names
 from kerasface.errors import BadInputError
 from kerasface.eval.attributes import column_auc
+from kerasface.eval.identity import verify_identities
 from kerasface.eval.probe import linear_probe
-from kerasface.eval.verification import evaluate as verify
 from kerasface.fileio import write_json_atomic
 from kerasface.losses.masked import MaskedAUC, MaskedCrossentropy
 from kerasface.models.multitask import (
@@ -48,13 +48,14 @@ from kerasface.report.writer import add_report_section, load_run_report
 from kerasface.saving import load_model
 from kerasface.train.config import load_run_config
 from kerasface.train.data import load_run_data
-from kerasface.train.recognition import RecognitionTask, identity_pairs, pair_folds
-from kerasface.train.tasks import predict_split
+from kerasface.train.recognition import RecognitionTask
+from kerasface.train.tasks import Monitoring, predict_split
 
 WEIGHT_GROUPS = ("id", "attributes", "adversarial")
 TRAIN_PAIR_IMAGES = 600
 TEST_HEADER = "Test"
 TEST_PREFIX = "val_test_"
+IDENTITY = "identity"
 RENAMED = ("loss", "auc", "accuracy")  # Keras' "<output>_<name>" -> the table's "<name>_<output>"
 
 
@@ -95,11 +96,14 @@ def resolve_loss_weights(weights: dict, attributes, adversarial: bool) -> dict[s
 
 
 def predict_all(predictor: keras.Model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(targets, outputs) over a pipeline of ``Task.model_io`` batches; a short last batch is
-    padded to the first batch's size so that the predict function is traced once."""
+    """(targets, outputs) over a pipeline of ``Task.model_io`` batches, the targets with the
+    samples' ``IDENTITY`` (a margin head's input; its target may be Partial FC's zeros); a short
+    last batch is padded to the first batch's size so that the predict function is traced once."""
     targets, outputs, full = {}, {}, None
     for x, y in dataset:
-        images = np.asarray(x[0] if isinstance(x, (tuple, list)) else x)
+        with_identity = isinstance(x, (tuple, list))
+        images = np.asarray(x[0] if with_identity else x)
+        targets.setdefault(IDENTITY, []).append(np.asarray(x[1] if with_identity else y[ID_OUTPUT]))
         n = len(images)
         full = full or n
         if n < full:
@@ -166,28 +170,21 @@ class MultitaskTask(RecognitionTask):
     # how data reaches the model
     def model_io(self, x, y):
         identity, labels = y
-        targets = {ID_OUTPUT: identity}
+        inputs, target = self.identity_io(x, identity)
+        targets = {ID_OUTPUT: target}
         for a in self.attributes:
             targets[a] = labels[:, self.slices[a]]
             if self.adversarial:
                 targets[f"da_{a}"] = targets[a]
-        return ((x, identity) if self.head_name else x), targets
-
-    def steps_per_epoch(self) -> int:
-        data, optim = self.config.data, self.config.optim
-        train = self.splits["train"]
-        if self.sampler():
-            from kerasface.data.identity_batches import pk_num_batches
-
-            steps = pk_num_batches(train.identity, *self.sampler())
-        else:
-            steps = math.ceil(len(train) / optim.batch_size)
-        return min(steps, optim.max_steps_per_epoch) if optim.max_steps_per_epoch else steps
+        return inputs, targets
 
     # the model
     def build_model(self):
         model, size = self.config.model, self.config.data.image_size
-        warmup = round(model.reversal_warmup * self.steps_per_epoch()) if model.reversal_warmup else 0
+        if model.reversal_warmup and self.steps_per_epoch is None:
+            raise ValueError("the reversal warm-up is counted in training steps: the trainer sets the task's "
+                             "steps_per_epoch (kerasface.train.data.steps_per_epoch) before building the model")
+        warmup = round(model.reversal_warmup * self.steps_per_epoch) if model.reversal_warmup else 0
         return build_multitask_model(
             {a: len(v) for a, v in self.columns.items()}, self.num_train_classes, backbone=model.backbone,
             input_shape=(size, size, 3), embedding_dim=model.embedding_dim, identity_head=self.head_name,
@@ -229,11 +226,16 @@ class MultitaskTask(RecognitionTask):
             keys += [a, f"da_{a}"] if self.adversarial else [a]
         return keys
 
-    def monitor_for(self, pipelines):
-        """Validation identities' verification AUC; without a validation split the identity loss
-        (the total loss would reward the trunk for losing to the adversaries no more than it
-        rewards it for learning)."""
-        return ("val_validation_auc_id_cosine", "max") if "validation" in pipelines else ("loss_id", "min")
+    def monitoring(self, run_dir, pipelines):
+        """Validation identities' verification AUC, logged by ``MultitaskEvaluation``; without a
+        validation split the identity loss (the total loss would reward the trunk for losing to the
+        adversaries no more than it rewards it for learning)."""
+        sets = {"train": self.eval_pipeline(self.train_pair_samples())}
+        sets.update({name: pipelines[name] for name in ("validation", "test") if name in pipelines})
+        callbacks = [MultitaskEvaluation(self, sets)]
+        if "validation" in pipelines:
+            return Monitoring("val_validation_auc_id_cosine", "max", callbacks)
+        return Monitoring("loss_id", "min", callbacks)
 
     # evaluation
     def split_figures(self, targets: dict, outputs: dict) -> dict[str, float]:
@@ -249,15 +251,14 @@ class MultitaskTask(RecognitionTask):
         aucs = [figures[f"auc_{a}"] for a in self.attributes if not math.isnan(figures[f"auc_{a}"])]
         if aucs:
             figures["mean_auc"] = float(np.mean(aucs))
-        figures.update(self.identity_figures(targets[ID_OUTPUT], outputs["embedding"]))
+        figures.update(self.identity_figures(targets[IDENTITY], outputs["embedding"]))
         return figures
 
     def identity_figures(self, identity: np.ndarray, embeddings: np.ndarray) -> dict[str, float]:
         try:
-            pairs, issame = identity_pairs(identity, seed=self.config.seed)
+            result, _, _ = verify_identities(identity, embeddings, seed=self.config.seed)
         except ValueError:
             return {}
-        result = verify(embeddings[pairs[:, 0]], embeddings[pairs[:, 1]], issame, pair_folds(len(issame)))
         return {"auc_id_cosine": result.auc_cosine, "auc_id_euclidean": result.auc_euclidean,
                 "accuracy_id": result.accuracy, "eer_id": result.eer}
 
@@ -273,11 +274,6 @@ class MultitaskTask(RecognitionTask):
             return train
         rng = np.random.default_rng(self.config.seed)
         return train.subset(np.sort(rng.choice(len(train), TRAIN_PAIR_IMAGES, replace=False)))
-
-    def callbacks(self, run_dir, pipelines):
-        sets = {"train": self.eval_pipeline(self.train_pair_samples())}
-        sets.update({name: pipelines[name] for name in ("validation", "test") if name in pipelines})
-        return [MultitaskEvaluation(self, sets)]
 
     def evaluate(self, model, dataset):
         """The multi-task figures of the test identities, from the best checkpoint."""

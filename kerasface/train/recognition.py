@@ -28,17 +28,24 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasface.eval.pairs import PairSet, contiguous_folds
-from kerasface.eval.verification import evaluate as verify, l2_normalize
 from kerasface.data.crops import VIEW_NAMES
+from kerasface.errors import BadInputError
+from kerasface.eval.callback import logged_figures
+from kerasface.eval.identity import identity_pairs, verify_identities
+from kerasface.eval.verification import VerificationResult, l2_normalize
 from kerasface.losses import margin_head
 from kerasface.models.branches import init_branches_from
-from kerasface.models.embedding import (EMBEDDING_LAYER, build_embedding_model, build_margin_model,
-                                        build_modality_embedding_model)
+from kerasface.models.embedding import (
+    EMBEDDING_LAYER,
+    build_embedding_model,
+    build_margin_model,
+    build_modality_embedding_model,
+    load_embedding_model,
+)
 from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES, TASKS
-from kerasface.train.tasks import Task, model_file, predict_split
+from kerasface.saving import run_model_file
+from kerasface.train.tasks import Monitoring, Task, predict_split
 
-MAX_PAIRS = 3000
 DEMO_HEAD_SCALE = 16.0
 DEMO_ARCFACE_MARGIN = 0.3
 
@@ -72,30 +79,6 @@ def demo_loss_kwargs(loss: str) -> dict:
     if head is None:
         return {}
     return {"scale": DEMO_HEAD_SCALE, **({"margin": DEMO_ARCFACE_MARGIN} if head == "arcface" else {})}
-
-
-def identity_pairs(identity: np.ndarray, max_pairs: int = MAX_PAIRS, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(pairs (N, 2) of sample indices, issame (N,)): up to ``max_pairs / 2`` same-identity
-    pairs drawn from all of them, and as many different-identity pairs, shuffled together."""
-    identity = np.asarray(identity)
-    rng = np.random.default_rng(seed)
-    i, j = np.triu_indices(len(identity), k=1)
-    same = identity[i] == identity[j]
-    positives = np.flatnonzero(same)
-    negatives = np.flatnonzero(~same)
-    count = min(max_pairs // 2, len(positives), len(negatives))
-    if count == 0:
-        raise ValueError(f"{len(identity)} images of {len(np.unique(identity))} identities make no same- and "
-                         "different-identity pairs to verify; give the split at least two identities with "
-                         "two images each")
-    chosen = np.concatenate([rng.choice(positives, count, replace=False), rng.choice(negatives, count, replace=False)])
-    chosen = rng.permutation(chosen)
-    return np.stack([i[chosen], j[chosen]], 1), same[chosen]
-
-
-def pair_folds(num_pairs: int) -> np.ndarray:
-    """The protocol's 10 contiguous folds (fewer when there are fewer pairs)."""
-    return contiguous_folds(num_pairs, min(10, num_pairs))
 
 
 @TASKS.register("recognition")
@@ -135,10 +118,13 @@ class RecognitionTask(Task):
             raise ValueError(f"{self.spec.source}: the recognition task needs an identity per image and at "
                              "least two identities (image sub-folders, or an 'identity' CSV column)")
         for name, samples in splits.items():
-            if name != "train" and len(np.unique(samples.identity)) < 2:
-                raise ValueError(f"{self.spec.source}: the {name} split holds {len(np.unique(samples.identity))} "
-                                 f"identity; verification needs two or more: raise --{name}-fraction or give "
-                                 "more identities")
+            if name == "train":
+                continue
+            try:
+                identity_pairs(samples.identity, max_pairs=2)
+            except ValueError as error:
+                raise BadInputError(f"{self.spec.source}: the {name} split: {error}; raise --{name}-fraction or "
+                                    "give more identities") from None
 
     @property
     def num_train_classes(self) -> int:
@@ -161,14 +147,21 @@ class RecognitionTask(Task):
     def model_io(self, x, y):
         if self.config.data.views == "modalities":  # the panels back into the tile the model reads
             x = tf.concat(list(x), axis=2)
+        return self.identity_io(x, y)
+
+    def identity_io(self, x, identity):
+        """(model inputs, identity target): a margin head takes ``(images, identity)``, and under
+        Partial FC its logits hold each sample's target in column 0, so the target is 0."""
         if not self.head_name:
-            return x, y
-        # Partial FC logits put each sample's target in column 0
-        return (x, y), (y * 0 if self.partial_fc else y)  # a tf.data map: plain tensor arithmetic
+            return x, identity
+        # a tf.data map: plain tensor arithmetic
+        return (x, identity), (identity * 0 if self.partial_fc else identity)
 
     def build_embedding_model(self) -> keras.Model:
         model, size = self.config.model, self.config.data.image_size
         if self.config.data.views != "modalities":
+            if model.init:
+                return load_embedding_model(model.init, (size, size, 3), model.embedding_dim)
             return build_embedding_model(model.backbone, (size, size, 3), model.embedding_dim, **model.backbone_kwargs)
         embedder = build_modality_embedding_model(model.backbone, size, self.modalities, VIEW_NAMES["modalities"],
                                                   model.embedding_dim, frozen=model.freeze_branches,
@@ -180,7 +173,7 @@ class RecognitionTask(Task):
                 raise ValueError(f"init_branches gives {len(sources)} sources for {len(self.modalities)} branches "
                                  f"({', '.join(self.modalities)}); give one, or one per branch")
             for index, source in enumerate(sources):
-                init_branches_from(embedder, str(model_file(source)), indices=[index])
+                init_branches_from(embedder, str(run_model_file(source)), indices=[index])
         return embedder
 
     def build_model(self) -> keras.Model:
@@ -208,37 +201,37 @@ class RecognitionTask(Task):
     def validation_data(self, pipelines):
         return None
 
-    def monitor_for(self, pipelines):
-        return ("val_validation_auc_cosine", "max") if "validation" in pipelines else ("loss", "min")
+    def monitoring(self, run_dir, pipelines):
+        """Verification of the validation identities (the best checkpoint's) and of the test
+        identities, logged each epoch from their pipelines, whatever the dataset's storage."""
+        from kerasface.train.callbacks import FreezeLayer
 
-    def pair_set(self, name: str, samples) -> PairSet:
-        pairs, issame = identity_pairs(samples.identity, seed=self.config.seed)
-        return PairSet(name, [str(p) for p in samples.paths[pairs.reshape(-1)]], issame, pair_folds(len(issame)))
+        sets = {name: pipelines[name] for name in ("validation", "test") if name in pipelines}
+        callbacks = [SplitVerification(self, sets)]
+        freeze = self.config.model.freeze_backbone_epochs
+        if freeze and self.head_name:
+            callbacks.insert(0, FreezeLayer(EMBEDDING_LAYER, freeze))
+        if "validation" in sets:
+            return Monitoring("val_validation_auc_cosine", "max", callbacks)
+        return Monitoring("loss", "min", callbacks)
 
-    def callbacks(self, run_dir, pipelines):
-        from kerasface.eval.callback import PairSetEvaluation
-
-        if self.spec.storage != "files":
-            return []
-        sets = {name: self.pair_set(name, samples) for name, samples in self.splits.items() if name != "train"}
-        return [PairSetEvaluation(sets, embedding_model=self.inference_model,
-                                  image_size=self.config.data.input_config().base_shape,
-                                  resize_mode=self.config.data.resize_mode)]
+    def verify_split(self, model, dataset) -> tuple[VerificationResult, np.ndarray, np.ndarray]:
+        """(figures, issame, cosine similarity) of the identity pairs of a split, embedded by
+        ``model``'s embedding model through the split's pipeline of ``model_io`` batches (a margin
+        head's inputs carry the identity; its targets may be Partial FC's zeros)."""
+        images_only = dataset.map(lambda x, y: tuple(x) if isinstance(x, tuple) else (x, y))
+        identity, embeddings = predict_split(self.inference_model(model), images_only)
+        result, pairs, issame = verify_identities(identity, embeddings, seed=self.config.seed)
+        first, second = l2_normalize(embeddings[pairs[:, 0]]), l2_normalize(embeddings[pairs[:, 1]])
+        return result, issame, np.sum(first * second, axis=1)
 
     def evaluate(self, model, dataset):
         """Verification figures of the test identities' pairs, embedded through the test pipeline."""
-        embedder = self.inference_model(model)
-        # a margin head's inputs are (images, identity); its targets may be Partial FC's zeros
-        images_only = dataset.map(lambda x, y: tuple(x) if isinstance(x, tuple) else (x, y))
-        identity, embeddings = predict_split(embedder, images_only)
-        pairs, issame = identity_pairs(identity, seed=self.config.seed)
-        first, second = embeddings[pairs[:, 0]], embeddings[pairs[:, 1]]
-        result = verify(first, second, issame, pair_folds(len(issame)))
+        result, issame, cosine = self.verify_split(model, dataset)
         figures = result.to_dict()
         flat = {k: v for k, v in figures.items() if isinstance(v, (int, float))}
         for far, tar in (figures.get("tar_at_far") or {}).items():
             flat[f"tar_at_far_{far}"] = tar
-        cosine = np.sum(l2_normalize(first) * l2_normalize(second), axis=1)
         return flat, {"roc": {"verification (cosine)": (issame.astype(np.float32), cosine)}}
 
     def layout(self) -> str:
@@ -254,3 +247,20 @@ class RecognitionTask(Task):
             return f"{self.modalities[0]} panel -> {model.backbone}{frozen} -> embedding {model.embedding_dim}{head}"
         return (f"{' | '.join(self.modalities)} panels -> {len(self.modalities)}x {model.backbone}{frozen} -> concat "
                 f"-> Dense {model.embedding_dim} -> embedding{head}")
+
+
+class SplitVerification(keras.callbacks.Callback):
+    """At each epoch's end, ``RecognitionTask.verify_split`` of each split (name -> its pipeline),
+    logged as ``val_<split>_accuracy``, ``val_<split>_auc_cosine``, ...
+    (``kerasface.eval.callback.logged_figures``)."""
+
+    def __init__(self, task: RecognitionTask, sets: dict):
+        super().__init__()
+        self.task = task
+        self.sets = dict(sets)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for name, dataset in self.sets.items():
+            logs.update(logged_figures(name, self.task.verify_split(self.model, dataset)[0]))

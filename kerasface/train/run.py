@@ -63,6 +63,11 @@ def history_from_csv(path: Path) -> dict[str, list[float]]:
     return {k: v for k, v in history.items() if not all(math.isnan(x) for x in v)}
 
 
+def resume_call(run_dir, command: str | None) -> str:
+    """How a run continues: ``<command> --resume RUN_DIR``, or the Python call without a command."""
+    return f"{command} --resume {run_dir}" if command else f"kerasface.train.run.train(resume={str(run_dir)!r})"
+
+
 def new_run_dir(config: TrainConfig) -> Path:
     run_id = config.run_id or f"{config.model.backbone}-{config.data.views}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.out) / run_id
@@ -87,10 +92,12 @@ def dry_run(config: TrainConfig) -> dict:
 
 
 def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None = None, log=print,
-          callbacks=()) -> Path:
+          callbacks=(), command: str | None = None) -> Path:
     """Train one run (or, with ``resume``, continue it, for ``epochs`` in all when given);
     returns the run folder. ``callbacks`` run after the task's and before checkpointing, CSV
-    logging and early stopping."""
+    logging and early stopping. ``command``: the training command that runs it (such as
+    ``kerasface-train-recognition``), recorded with the checkpoints so that an interrupted run
+    is told to continue with the command that started it."""
     started = time.perf_counter()
     notes: list[str] = []
     if resume is not None:
@@ -106,6 +113,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     else:
         config = config or TrainConfig()
         state, planned = {"epoch": 0}, config.optim.epochs
+    command = state.get("command") or command
     task_class(config.task).check_config(config)
     # first: a multi-worker strategy (or jax.distributed) must start before anything else runs
     runtime = resolve_runtime(config.runtime.strategy, config.runtime.mixed_precision, config.runtime.jit_compile)
@@ -137,6 +145,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     checkpoints = run_dir / "checkpoints"
     with runtime.scope():
         pipelines, steps = make_pipelines(config, data, task, global_batch, runtime.num_replicas, state["epoch"])
+        task.steps_per_epoch = steps
         if state["epoch"] > 0 and (checkpoints / "last.keras").is_file():
             model = runtime.prepare(load_model(checkpoints / "last.keras"))
             log(f"resuming {run_dir} after epoch {state['epoch']}")
@@ -154,10 +163,11 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         log(f"{model.name}: {counts['trainable_params']:,} trainable, "
             f"{counts['non_trainable_params']:,} non-trainable")
 
-        monitor, mode = task.monitor_for(pipelines)
-        run_callbacks = (task.callbacks(run_dir, pipelines) + list(callbacks)
-                         + standard_callbacks(run_dir, monitor, mode, config.optim.early_stopping,
-                                              tensorboard=config.runtime.tensorboard, resume=state["epoch"] > 0))
+        monitoring = task.monitoring(run_dir, pipelines)
+        run_callbacks = (monitoring.callbacks + list(callbacks)
+                         + standard_callbacks(run_dir, monitoring.monitor, monitoring.mode, config.optim.early_stopping,
+                                              tensorboard=config.runtime.tensorboard, resume=state["epoch"] > 0,
+                                              command=command))
         fit_start = time.perf_counter()
         try:
             model.fit(pipelines["train"], validation_data=task.validation_data(pipelines), epochs=config.optim.epochs,
@@ -165,7 +175,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
                       steps_per_epoch=steps if task.sampler() or runtime.num_workers > 1 else None,
                       callbacks=run_callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
         except KeyboardInterrupt:
-            log(f"interrupted; continue with: kerasface-train-branches --resume {run_dir}")
+            log(f"interrupted; continue with: {resume_call(run_dir, command)}")
             raise
         fit_time = time.perf_counter() - fit_start
 
@@ -216,7 +226,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         "epochs": len(next(iter(history.values()), [])) or config.optim.epochs,
         "planned_epochs": config.optim.epochs,
         "best_epoch": best_epoch,
-        "monitor": monitor,
+        "monitor": monitoring.monitor,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "fit_time_s": round(fit_time, 1),
         "device": runtime.device,
@@ -233,6 +243,8 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         "dataset": data.spec.source,
         "command": " ".join(shlex.quote(a) for a in sys.argv),
     }
+    if data.removed_from_training:
+        card["removed_from_training"] = data.removed_from_training
     if notes:
         card["notes"] = "; ".join(notes)
     from kerasface.report import write_run_report

@@ -12,6 +12,7 @@ split, its report fields and its own callbacks; the trainer owns what every task
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -22,7 +23,19 @@ from kerasface.data.spec import DatasetSpec, Samples
 from kerasface.errors import BadInputError
 from kerasface.models import build_branch_model, init_branches_from, seed_preset
 from kerasface.registry import TASKS
+from kerasface.saving import run_model_file
 from kerasface.train.config import TrainConfig
+
+
+@dataclasses.dataclass
+class Monitoring:
+    """What picks a run's best checkpoint: the logged metric ``monitor``, better when ``mode`` is
+    "min" or "max", and the task's ``callbacks`` that log it; they run before checkpointing, CSV
+    logging and early stopping."""
+
+    monitor: str
+    mode: str
+    callbacks: list = dataclasses.field(default_factory=list)
 
 
 class Task:
@@ -38,6 +51,7 @@ class Task:
     def __init__(self, config: TrainConfig, spec: DatasetSpec):
         self.config = config
         self.spec = spec
+        self.steps_per_epoch: int | None = None  # the trainer's, set before build_model
 
     # what the task is trained on
     @property
@@ -74,9 +88,10 @@ class Task:
         """What ``fit`` validates on (None when the task validates in its own callbacks)."""
         return pipelines.get("validation")
 
-    def monitor_for(self, pipelines: dict) -> tuple[str, str]:
-        """The logged metric that picks the best checkpoint, and "min" or "max"."""
-        return ("val_loss", "min") if "validation" in pipelines else ("loss", "min")
+    def monitoring(self, run_dir: Path, pipelines: dict) -> Monitoring:
+        """The logged metric that picks the best checkpoint, with the task's callbacks that log it
+        (``fit`` logs ``val_loss`` of ``validation_data``)."""
+        return Monitoring("val_loss" if self.validation_data(pipelines) is not None else "loss", "min")
 
     def inference_model(self, model: keras.Model) -> keras.Model:
         """The model a run saves as ``model.keras`` and exports (a margin head is left behind)."""
@@ -99,11 +114,6 @@ class Task:
 
     def metrics(self) -> list:
         raise NotImplementedError
-
-    def callbacks(self, run_dir: Path, pipelines: dict) -> list:
-        """Callbacks of the task; they run before checkpointing, CSV logging and early stopping,
-        so a metric they log can be monitored."""
-        return []
 
     # evaluation and report
     def evaluate(self, model: keras.Model, dataset) -> tuple[dict[str, float], dict]:
@@ -241,19 +251,10 @@ def build_branch_network(config: TrainConfig, num_outputs: int, output_activatio
         input_names=VIEW_NAMES[data.views] if branches > 1 else None,
     )
     if model_config.init_branches:
-        init_branches_from(model, str(model_file(model_config.init_branches)))
+        init_branches_from(model, str(run_model_file(model_config.init_branches)))
     if model_config.bn_momentum is not None:
         set_batchnorm_momentum(model, model_config.bn_momentum)
     return model
-
-
-def model_file(source) -> Path:
-    """A ``.keras`` file, or a run folder's ``model.keras`` (its best checkpoint before it has one)."""
-    source = Path(source)
-    if source.is_dir():
-        return next((p for p in (source / "model.keras", source / "checkpoints" / "best.keras") if p.is_file()),
-                    source / "model.keras")
-    return source
 
 
 def set_batchnorm_momentum(model: keras.Model, momentum: float) -> int:

@@ -1,0 +1,164 @@
+"""A FAISS vector index over a gallery's L2-normalised embeddings, searched by inner product
+(cosine similarity).
+
+``flat``: exact search. ``ivf``: an inverted file of ``nlist`` clusters (fewer when there are
+fewer than 39 vectors per cluster) trained on the vectors it is built from, ``nprobe`` of them
+searched. ``hnsw``: a graph of ``m`` links per vector, ``ef_search`` candidates per query; it
+needs no training, so it grows from an empty gallery as the service's galleries do, which makes
+it the default. The search parameters were chosen with ``kerasface-benchmark-search``
+(docs/benchmarks.md). Vectors are appended without rebuilding. The index keeps a gallery row
+per vector; a removed vector is masked out of searches until the gallery rebuilds the index
+(``Gallery.save`` once a quarter of it is masked). FAISS comes with the ``serve`` extra
+(``pip install kerasface[serve]``) and is imported only when an index is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from kerasface.errors import BadInputError
+
+KINDS = ("flat", "ivf", "hnsw")
+DEFAULT_KIND = "hnsw"
+DEFAULT_PARAMS = {"flat": {}, "ivf": {"nlist": 1024, "nprobe": 128},
+                  "hnsw": {"m": 32, "ef_construction": 80, "ef_search": 256}}
+TRAINING_POINTS_PER_LIST = 39
+COMPACT_FRACTION = 0.25
+
+
+def import_faiss():
+    try:
+        import faiss
+    except ImportError:
+        raise BadInputError("vector indexes need FAISS: pip install 'kerasface[serve]' (or faiss-cpu)") from None
+    return faiss
+
+
+def index_params(kind: str, **given) -> dict:
+    """The parameters of an index ``kind``: its defaults, overridden by ``given`` (None: default)."""
+    if kind not in KINDS:
+        raise BadInputError(f"unknown index type {kind!r}; choose one of {', '.join(KINDS)}")
+    params = dict(DEFAULT_PARAMS[kind])
+    for key, value in given.items():
+        if value is None:
+            continue
+        if key not in params:
+            raise BadInputError(f"index type {kind} has no parameter {key!r} (it has: {', '.join(params) or 'none'})")
+        if int(value) < 1:
+            raise BadInputError(f"index parameter {key} must be >= 1, got {value}")
+        params[key] = int(value)
+    return params
+
+
+@dataclasses.dataclass
+class VectorIndex:
+    """``rows[i]``: the gallery row of FAISS vector ``i``, -1 once removed."""
+
+    kind: str
+    params: dict
+    faiss_index: object
+    rows: np.ndarray
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, kind: str = DEFAULT_KIND, **params) -> VectorIndex:
+        """An index of ``vectors`` (N, D) float32, row ``i`` for vector ``i``."""
+        faiss = import_faiss()
+        params = index_params(kind, **params)
+        vectors = _float32(vectors)
+        dim = vectors.shape[1]
+        if kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, params["m"], faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = params["ef_construction"]
+        else:
+            nlist = max(1, min(params["nlist"], len(vectors) // TRAINING_POINTS_PER_LIST))
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            if not len(vectors):
+                raise BadInputError("an ivf index is trained on the gallery's embeddings, and this gallery has none "
+                                    "yet: use hnsw or flat for a new gallery")
+            index.train(vectors)
+        built = cls(kind, params, index, np.empty(0, np.int64))
+        built.configure()
+        built.add(vectors, np.arange(len(vectors)))
+        return built
+
+    def configure(self) -> None:
+        """Apply the search parameters (``nprobe``, ``ef_search``) to the FAISS index."""
+        if self.kind == "hnsw":
+            self.faiss_index.hnsw.efSearch = self.params["ef_search"]
+        elif self.kind == "ivf":
+            self.faiss_index.nprobe = min(self.params["nprobe"], self.faiss_index.nlist)
+
+    @property
+    def dim(self) -> int:
+        return int(self.faiss_index.d)
+
+    @property
+    def removed(self) -> int:
+        return int(np.count_nonzero(self.rows < 0))
+
+    def add(self, vectors: np.ndarray, rows) -> None:
+        """Append ``vectors`` as gallery ``rows`` (no rebuild)."""
+        vectors = _float32(vectors)
+        if vectors.shape[1] != self.dim:
+            raise BadInputError(f"vectors of dimension {vectors.shape[1]}; the index holds {self.dim}")
+        if len(vectors):
+            self.faiss_index.add(vectors)
+        self.rows = np.concatenate([self.rows, np.asarray(rows, np.int64)])
+
+    def remove_row(self, row: int) -> None:
+        """Forget gallery ``row``; later rows move up by one, as the gallery's own arrays do."""
+        self.rows[self.rows == row] = -1
+        self.rows[self.rows > row] -= 1
+
+    def needs_compacting(self) -> bool:
+        return self.removed > COMPACT_FRACTION * max(len(self.rows), 1)
+
+    def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Gallery rows (Q, k) of the ``k`` most similar vectors of each query (-1 where there are
+        fewer) and their similarities."""
+        faiss = import_faiss()
+        queries = _float32(queries)
+        if queries.shape[1] != self.dim:
+            raise BadInputError(f"queries of dimension {queries.shape[1]}; the index holds {self.dim}")
+        params = None
+        dead = np.flatnonzero(self.rows < 0)
+        if len(dead):
+            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead.astype(np.int64)))
+            kind = {"flat": faiss.SearchParameters, "ivf": faiss.SearchParametersIVF,
+                    "hnsw": faiss.SearchParametersHNSW}[self.kind]
+            params = kind(sel=selector)
+            if self.kind == "ivf":
+                params.nprobe = self.faiss_index.nprobe
+            elif self.kind == "hnsw":
+                params.efSearch = self.faiss_index.hnsw.efSearch
+        scores, ids = self.faiss_index.search(queries, k, params=params)
+        rows = np.where(ids >= 0, self.rows[np.clip(ids, 0, None)], -1)
+        return rows, scores
+
+    def to_bytes(self) -> np.ndarray:
+        return import_faiss().serialize_index(self.faiss_index)
+
+    @classmethod
+    def from_bytes(cls, data: np.ndarray, kind: str, params: dict, rows: np.ndarray, where: str = "index"):
+        faiss = import_faiss()
+        try:
+            index = faiss.deserialize_index(np.asarray(data, np.uint8))
+        except RuntimeError as error:
+            raise BadInputError(f"{where}: the stored {kind} index does not load ({str(error).splitlines()[0]})") \
+                from None
+        if index.ntotal != len(rows):
+            raise BadInputError(f"{where}: the stored index holds {index.ntotal} vectors for {len(rows)} rows")
+        loaded = cls(kind, dict(params), index, np.asarray(rows, np.int64))
+        loaded.configure()
+        return loaded
+
+
+def _float32(vectors) -> np.ndarray:
+    vectors = np.ascontiguousarray(vectors, np.float32)
+    if vectors.ndim != 2:
+        raise BadInputError(f"vectors must be a (N, D) array, got shape {vectors.shape}")
+    return vectors
