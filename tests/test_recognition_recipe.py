@@ -7,7 +7,6 @@ import math
 import pickle
 
 import cv2
-import keras
 import numpy as np
 import pytest
 
@@ -18,8 +17,7 @@ from kerasface.train.config import TrainConfig, add_config_arguments, config_fro
 from kerasface.train.recognition import DEMO_ARCFACE_MARGIN, DEMO_HEAD_SCALE
 from kerasface.train.recognition_defaults import recognition_defaults
 from kerasface.train.run import train
-
-TINY_VIT = dict(patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, dim_head=8, dropout=0.0, emb_dropout=0.0)
+from test_train import TINY_VIT, ZeroWeightsIn
 
 
 def colour_faces(rng, identities, per_identity, size=32, noise=20):
@@ -70,23 +68,6 @@ def data(tmp_path_factory):
             issame.append(label)
     (root / "cfp_fp.bin").write_bytes(pickle.dumps((encoded, issame), protocol=4))
     return root
-
-
-class ZeroWeightsIn(keras.callbacks.Callback):
-    """Sets every weight to zero after each batch of one epoch: its embeddings are all equal."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-        self.current = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.current = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.current == self.epoch:
-            for weight in self.model.weights:
-                weight.assign(np.zeros(weight.shape, weight.dtype))
 
 
 def recognition_config(data, out, **overrides):
