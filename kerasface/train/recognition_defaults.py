@@ -1,16 +1,17 @@
 """Margin-head settings of a recognition run, from the size of its training data.
 
 The papers' settings (ArcFace: s=64, m=0.5; Deng et al. 2019) were made for CASIA-WebFace and
-larger (10k+ identities); on a few dozen identities s=64 leaves the training accuracy at 0
-(docs/benchmarks.md, "Recognition demo"). The rule, for C training identities:
+larger (10k+ identities). The rule, for C training identities:
 
 - scale, every head: AdaCos' fixed scale s = sqrt(2) * ln(C - 1) (Zhang et al. 2019), within
   [16, 64];
 - ArcFace's angular margin: 0.3 at <= 100 identities (the demo's measured setting), 0.5 at
   >= 10,000 (the paper's), linear in log10(C) between, times min(1, (K - 1) / 9) for K images
-  per identity: the margin tightens an identity's images around its centre, which one image
-  does not need, and on 3 images each m=0.3 kept the training accuracy near 0 where m=0 learnt
-  (docs/benchmarks.md, "Recognition defaults"); other heads keep their own margins.
+  per identity (the margin tightens an identity's images around its centre, which one image
+  does not need); other heads keep their own margins.
+
+The measurements behind it: docs/benchmarks.md, "Recognition defaults" and "Recognition
+defaults on real photos".
 
 The optimizer, schedule and epochs stay the command's defaults: no measurement ties them to the
 data's size yet. Settings given in ``loss_kwargs`` win over the rule's.
