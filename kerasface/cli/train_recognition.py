@@ -6,8 +6,9 @@ Without --data it trains on the embedded demo dataset's identities (generated on
 cache), split by identity: the test identities are never trained on; the demo run uses 40 px
 images, 5 epochs without augmentation (the renders vary pose, light, blur and noise) and, unless --loss-kwargs says otherwise, margin heads at scale 16 (ArcFace at
 margin 0.3): s=64, m=0.5 are made for thousands of identities, the demo trains on 60. With
---data the defaults are 112 px aligned faces (pipelines/prepare_faces.py), 20 epochs and each
-head's paper settings. --data takes an image
+--data the defaults are 112 px aligned faces (pipelines/prepare_faces.py), 20 epochs and head
+settings from the training identities (kerasface.train.recognition_defaults; --paper-settings:
+each head's paper settings); the report's "Loss settings" say which and why. --data takes an image
 folder (one sub-folder per identity), a CSV with path and identity columns, or an insightface
 RecordIO pack (train.rec + train.idx). --loss is a margin head, LOSS+HEAD (a loss over a head's
 logits, e.g. ohem+arcface) or a metric loss on P x K identity batches (the names: --loss in the
@@ -26,6 +27,9 @@ CSVs or name lists name (a benchmark's people are then never trained on), and
 --init MODEL.keras fine-tunes an embedding model made before (kerasface-import-model's import of
 an insightface model, or an earlier run's folder) under a new margin head; --image-size and
 --embedding-dim must be the model's; --freeze-backbone-epochs N trains only the head at first.
+
+--val-pairs PATH... verifies standard pair sets (lfw, cfp_fp, agedb_30) every epoch, and
+--monitor SET picks the best checkpoint by one of them.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def demo_defaults(config) -> dict:
     """The demo run's settings: small images, a short schedule and the chosen loss's demo options."""
     from kerasface.train.recognition import demo_loss_kwargs
 
-    return {**DEMO_DEFAULTS, "loss_kwargs": demo_loss_kwargs(config.model.loss)}
+    return {**DEMO_DEFAULTS, "loss_kwargs": {} if config.model.paper_settings else demo_loss_kwargs(config.model.loss)}
 
 
 def add_recognition_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +69,15 @@ def add_recognition_arguments(parser: argparse.ArgumentParser) -> None:
                    help="embedding model to fine-tune: a .keras file (kerasface-import-model) or a run folder")
     g.add_argument("--freeze-backbone-epochs", type=non_negative_int, metavar="N",
                    help="train only the new head for the first N epochs, then the whole model (default 0)")
+    g.add_argument("--val-pairs", nargs="+", metavar="PATH", type=lambda path: str(Path(path).resolve()),
+                   help="verify these pair sets every epoch (LFW pairs.txt with its images beside it, insightface "
+                        ".bin, path1,path2,same CSV), logged as val_<set>_accuracy, val_<set>_auc_cosine, ... "
+                        "(<set>: the file's stem, a pairs.txt's folder)")
+    g.add_argument("--monitor", metavar="SET", help="the set whose val_<SET>_auc_cosine picks the best checkpoint: "
+                   "validation (default: the validation identities) or a --val-pairs set")
+    g.add_argument("--paper-settings", action="store_true", default=None,
+                   help="each margin head's paper settings (ArcFace s=64, m=0.5) instead of the scale and margin "
+                        "chosen from the training identities (AdaCos' scale, a smaller margin below 10,000)")
 
 
 @cli_main

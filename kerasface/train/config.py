@@ -61,6 +61,7 @@ class DataConfig:
     undersample: str | None = None
     exclude_identities: list[str] = dataclasses.field(default_factory=list)
     min_images_per_identity: int = 1
+    val_pairs: list[str] = dataclasses.field(default_factory=list)
     split: str = "sample"
     test_fraction: float = 0.5
     validation_fraction: float = 0.1
@@ -135,6 +136,7 @@ class ModelConfig:
     bn_momentum: float | None = 0.9
     loss: str = "arcface"
     loss_kwargs: dict = dataclasses.field(default_factory=dict)
+    paper_settings: bool = False
     embedding_dim: int = 512
     # multitask task: attribute columns (empty: all), heads, adversaries and loss weights
     attributes: list[str] = dataclasses.field(default_factory=list)
@@ -162,6 +164,7 @@ class OptimConfig:
     lr_schedule: str = "constant"
     weight_decay: float | None = None
     early_stopping: int | None = None
+    monitor: str = "validation"
     max_steps_per_epoch: int | None = None
 
     def __post_init__(self):

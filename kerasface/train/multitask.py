@@ -120,6 +120,7 @@ class MultitaskTask(RecognitionTask):
     name = "multitask"
     target = "identity_labels"
     output_activation = "multitask"
+    loss_settings_from_data = False
 
     def __init__(self, config, spec):
         super().__init__(config, spec)

@@ -16,10 +16,17 @@ With ``--views modalities`` the model reads a photometric-stereo tile (albedo | 
 branch) and ``freeze_branches`` start the fusion from trained branches and keep them fixed.
 
 The split is by identity: test (and validation) identities are never trained on. Each epoch
-scores verification pairs of the validation identities (the monitor for the best checkpoint)
-and of the test identities (for the report's curves); the run's ``results.test`` are the
-best checkpoint's accuracy (LFW 10-fold protocol), ROC AUC by cosine and by euclidean
-distance, EER and TAR@FAR. ``model.keras`` is the embedding model without its head.
+scores verification pairs of the validation identities and of the test identities (for the
+report's curves), and of each standard pair set of ``data.val_pairs`` (LFW pairs.txt, ``.bin``,
+CSV; named as kerasface-evaluate names them: ``lfw``, ``cfp_fp``). ``optim.monitor`` names the set
+whose ``val_<set>_auc_cosine`` picks the best checkpoint (default ``validation``: the validation
+identities). The run's ``results.test`` are the best checkpoint's accuracy (LFW 10-fold
+protocol), ROC AUC by cosine and by euclidean distance, EER and TAR@FAR. ``model.keras`` is the
+embedding model without its head.
+
+A margin head's scale and margin follow the training data's size
+(``kerasface.train.recognition_defaults``) unless ``model.paper_settings`` is set (each head's
+paper defaults); the report's "Loss settings" section records them and why.
 """
 
 from __future__ import annotations
@@ -30,8 +37,9 @@ import tensorflow as tf
 
 from kerasface.data.crops import VIEW_NAMES
 from kerasface.errors import BadInputError
-from kerasface.eval.callback import logged_figures
+from kerasface.eval.callback import PairSetEvaluation, logged_figures, metric_prefix
 from kerasface.eval.identity import identity_pairs, verify_identities
+from kerasface.eval.pairs import PairSet, load_pair_set
 from kerasface.eval.verification import VerificationResult, l2_normalize
 from kerasface.losses import margin_head
 from kerasface.models.branches import init_branches_from
@@ -44,6 +52,7 @@ from kerasface.models.embedding import (
 )
 from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES, TASKS
 from kerasface.saving import run_model_file
+from kerasface.train.recognition_defaults import recognition_defaults
 from kerasface.train.tasks import Monitoring, Task, predict_split
 
 DEMO_HEAD_SCALE = 16.0
@@ -86,10 +95,13 @@ class RecognitionTask(Task):
     name = "recognition"
     target = "identity"
     output_activation = "embedding"
+    loss_settings_from_data = True
 
     def __init__(self, config, spec):
         super().__init__(config, spec)
         self.loss_name, self.head_name = parse_loss(config.model.loss)
+        self.pair_sets: dict[str, PairSet] = {}
+        self.loss_settings = ""
 
     @property
     def output_names(self) -> list[str]:
@@ -125,6 +137,26 @@ class RecognitionTask(Task):
             except ValueError as error:
                 raise BadInputError(f"{self.spec.source}: the {name} split: {error}; raise --{name}-fraction or "
                                     "give more identities") from None
+        self.pair_sets = read_val_pairs(self.config.data.val_pairs)
+        monitor = self.config.optim.monitor
+        if monitor != "validation" and monitor not in self.pair_sets:
+            raise BadInputError(f"--monitor {monitor!r}: no such verification set; the sets are 'validation' (the "
+                                f"validation identities) and those of --val-pairs: {sorted(self.pair_sets) or 'none'}")
+        if self.loss_settings_from_data:
+            self.resolve_loss_settings(splits["train"])
+
+    def resolve_loss_settings(self, train) -> None:
+        """Set ``config.model.loss_kwargs`` from the training split's size
+        (``recognition_defaults``) under the given ones, or leave each head's paper defaults."""
+        model = self.config.model
+        if model.paper_settings:
+            self.loss_settings = ("paper settings (--paper-settings): each head's own defaults (ArcFace s=64, "
+                                  f"m=0.5), loss_kwargs {model.loss_kwargs or 'none'}")
+            return
+        identities = np.unique(train.identity[train.identity >= 0])
+        per_identity = len(train.identity) / max(len(identities), 1)
+        model.loss_kwargs, self.loss_settings = recognition_defaults(self.head_name, len(identities), per_identity,
+                                                                     model.loss_kwargs)
 
     @property
     def num_train_classes(self) -> int:
@@ -202,8 +234,9 @@ class RecognitionTask(Task):
         return None
 
     def monitoring(self, run_dir, pipelines):
-        """Verification of the validation identities (the best checkpoint's) and of the test
-        identities, logged each epoch from their pipelines, whatever the dataset's storage."""
+        """Verification of the validation and test identities, logged each epoch from their
+        pipelines whatever the dataset's storage, and of the ``--val-pairs`` sets; the
+        ``--monitor`` set's cosine AUC picks the best checkpoint."""
         from kerasface.train.callbacks import FreezeLayer
 
         sets = {name: pipelines[name] for name in ("validation", "test") if name in pipelines}
@@ -211,8 +244,14 @@ class RecognitionTask(Task):
         freeze = self.config.model.freeze_backbone_epochs
         if freeze and self.head_name:
             callbacks.insert(0, FreezeLayer(EMBEDDING_LAYER, freeze))
-        if "validation" in sets:
-            return Monitoring("val_validation_auc_cosine", "max", callbacks)
+        if self.pair_sets:
+            data = self.config.data
+            callbacks.append(PairSetEvaluation(self.pair_sets, embedding_model=self.inference_model,
+                                               batch_size=self.config.optim.batch_size, image_size=data.image_size,
+                                               resize_mode=data.resize_mode))
+        monitor = self.config.optim.monitor
+        if monitor in self.pair_sets or "validation" in sets:
+            return Monitoring(f"{metric_prefix(monitor)}auc_cosine", "max", callbacks)
         return Monitoring("loss", "min", callbacks)
 
     def verify_split(self, model, dataset) -> tuple[VerificationResult, np.ndarray, np.ndarray]:
@@ -234,6 +273,12 @@ class RecognitionTask(Task):
             flat[f"tar_at_far_{far}"] = tar
         return flat, {"roc": {"verification (cosine)": (issame.astype(np.float32), cosine)}}
 
+    def report_sections(self, history):
+        if not self.loss_settings:
+            return []
+        return [{"title": "Loss settings", "text": f"{self.config.model.loss}: "
+                 f"{self.config.model.loss_kwargs or 'the head defaults'}. Why: {self.loss_settings}."}]
+
     def layout(self) -> str:
         partial = (f", Partial FC at sample rate {self.config.model.loss_kwargs['sample_rate']}"
                    if self.partial_fc else "")
@@ -247,6 +292,20 @@ class RecognitionTask(Task):
             return f"{self.modalities[0]} panel -> {model.backbone}{frozen} -> embedding {model.embedding_dim}{head}"
         return (f"{' | '.join(self.modalities)} panels -> {len(self.modalities)}x {model.backbone}{frozen} -> concat "
                 f"-> Dense {model.embedding_dim} -> embedding{head}")
+
+
+def read_val_pairs(paths) -> dict[str, PairSet]:
+    """The pair sets of ``--val-pairs`` by name (``load_pair_set``: a pairs.txt's images lie
+    beside it, as for kerasface-evaluate); two files of one name are refused."""
+    sets: dict[str, PairSet] = {}
+    for path in paths:
+        pair_set = load_pair_set(path)
+        if pair_set.name in sets or pair_set.name in ("validation", "test"):
+            other = sets[pair_set.name].source if pair_set.name in sets else f"the {pair_set.name} split"
+            raise BadInputError(f"{path}: --val-pairs set {pair_set.name!r} is named as {other}; give the "
+                                "files distinct names")
+        sets[pair_set.name] = pair_set
+    return sets
 
 
 class SplitVerification(keras.callbacks.Callback):
