@@ -11,26 +11,17 @@ on identities never trained on. A run already finished in --resume-table DIR is 
 
 from __future__ import annotations
 
-import argparse
-
-from kerasface.cli.common import add_debug_argument, cli_main
+from kerasface.cli.common import cli_main
+from kerasface.cli.training import study_parser
 from kerasface.cli.train_recognition import DEFAULTS, DEMO_DEFAULTS
 
 
 @cli_main
 def main(argv=None) -> int:
-    from kerasface.registry import TASKS
     from kerasface.train.compare import COMPARED_LOSSES, compare_losses
-    from kerasface.train.config import add_config_arguments, config_from_args
-    from kerasface.train.tasks import task_class
+    from kerasface.train.config import config_from_args
 
-    task_class("recognition")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, TASKS.names())
-    parser.add_argument("--losses", nargs="+", default=list(COMPARED_LOSSES),
-                        help=f"losses to compare (default: {' '.join(COMPARED_LOSSES)})")
-    parser.add_argument("--resume-table", metavar="DIR", help="a comparison folder to complete")
-    add_debug_argument(parser)
+    parser = study_parser(__doc__, "recognition", "comparison", ("losses", COMPARED_LOSSES))
     args = parser.parse_args(argv)
     config = config_from_args(args, DEFAULTS, DEMO_DEFAULTS)
     loss_kwargs = None

@@ -50,3 +50,24 @@ def training_command(argv, command: str, description: str, defaults: dict | None
     if after:
         after(run_dir, args)
     return 0
+
+
+def study_parser(description: str, task: str, study: str, compared: tuple[str, tuple] | None = None
+                 ) -> argparse.ArgumentParser:
+    """The parser of a command that runs several trainings of ``task`` (a study): the training
+    flags, ``--resume-table DIR``, ``--debug`` and, with ``compared=("losses", names)``, a
+    ``--losses`` list of what is compared (default ``names``)."""
+    from kerasface.registry import TASKS
+    from kerasface.train.config import add_config_arguments
+    from kerasface.train.tasks import task_class
+
+    task_class(task)
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, TASKS.names())
+    parser.add_argument("--resume-table", metavar="DIR", help=f"a {study} folder to complete")
+    if compared:
+        flag, names = compared
+        parser.add_argument(f"--{flag}", nargs="+", default=list(names),
+                            help=f"{flag} to compare (default: {' '.join(names)})")
+    add_debug_argument(parser)
+    return parser

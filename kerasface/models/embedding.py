@@ -1,4 +1,5 @@
-"""Any registry backbone as a face-embedding model (the model a recognition head trains)."""
+"""Any registry backbone as a face-embedding model (the model a recognition head trains), and
+the embedding of photometric-stereo tiles: one branch per modality panel, fused by concatenation."""
 
 from __future__ import annotations
 
@@ -7,23 +8,53 @@ import inspect
 import keras
 
 from kerasface.models.backbones import create_backbone
+from kerasface.models.layers import Panel
 from kerasface.registry import BACKBONES
 
 EMBEDDING_LAYER = "embedding"
 
 
-def build_embedding_model(name: str, input_shape, embedding_dim: int = 512, **kwargs) -> keras.Model:
+def build_embedding_model(name: str, input_shape, embedding_dim: int = 512, model_name: str = EMBEDDING_LAYER,
+                          **kwargs) -> keras.Model:
     """The backbone ``name`` as an embedding model named ``"embedding"``: a face backbone
     (iresnet, seresnet, mobilefacenet: its builder is marked ``embedding_output`` or takes
     ``embedding_dim``) gives its own embedding; any other gives pooled features, projected
     by Dense(embedding_dim) and BatchNormalization without scale, as insightface's heads end."""
     builder = BACKBONES.get(name)
     if getattr(builder, "embedding_output", False) or "embedding_dim" in inspect.signature(builder).parameters:
-        return create_backbone(name, input_shape, model_name=EMBEDDING_LAYER, embedding_dim=embedding_dim, **kwargs)
+        return create_backbone(name, input_shape, model_name=model_name, embedding_dim=embedding_dim, **kwargs)
     features = create_backbone(name, input_shape, **kwargs)
-    x = keras.layers.Dense(embedding_dim, name="embedding_dense")(features.output)
-    x = keras.layers.BatchNormalization(scale=False, epsilon=1e-5, name="embedding_bn")(x)
-    return keras.Model(features.input, x, name=EMBEDDING_LAYER)
+    return keras.Model(features.input, _projection(features.output, embedding_dim), name=model_name)
+
+
+def _projection(features, embedding_dim: int, prefix: str = "embedding"):
+    x = keras.layers.Dense(embedding_dim, name=f"{prefix}_dense")(features)
+    return keras.layers.BatchNormalization(scale=False, epsilon=1e-5, name=f"{prefix}_bn")(x)
+
+
+def build_modality_embedding_model(name: str, panel_size: int, panels, all_panels, embedding_dim: int = 512,
+                                   frozen=(), **kwargs) -> keras.Model:
+    """A (panel_size, len(all_panels) * panel_size, 3) tile -> the embedding of its ``panels``
+    (names from ``all_panels``, in the tile's order): panel ``k`` goes through branch
+    ``branch_<k>`` (``build_embedding_model``); one branch's embedding is the model's, several
+    are concatenated, then Dense(embedding_dim) and BatchNormalization without scale.
+    ``frozen``: indices into ``panels`` of branches built with ``trainable=False``."""
+    panels, all_panels = list(panels), list(all_panels)
+    unknown = [p for p in panels if p not in all_panels]
+    if unknown or not panels or len(set(panels)) != len(panels):
+        raise ValueError(f"panels must be distinct names from {all_panels}, got {panels}")
+    tile = keras.Input((panel_size, len(all_panels) * panel_size, 3), name="tile")
+    embeddings = []
+    for k, panel in enumerate(panels):
+        branch = build_embedding_model(name, (panel_size, panel_size, 3), embedding_dim, model_name=f"branch_{k}",
+                                       **kwargs)
+        branch.trainable = k not in frozen
+        view = Panel(all_panels.index(panel), len(all_panels), name=panel)(tile)
+        embeddings.append(branch(view))
+    if len(embeddings) == 1:
+        return keras.Model(tile, embeddings[0], name=EMBEDDING_LAYER)
+    fused = keras.layers.Concatenate(name="fusion_concat")(embeddings)
+    return keras.Model(tile, _projection(fused, embedding_dim, "fusion"), name=EMBEDDING_LAYER)
 
 
 def load_embedding_model(source, input_shape, embedding_dim: int) -> keras.Model:

@@ -81,3 +81,25 @@ class L2Normalize(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="kerasface")
+class Panel(keras.layers.Layer):
+    """Panel ``index`` of ``count`` equal side-by-side panels of (B, H, count * W, C) images."""
+
+    def __init__(self, index: int, count: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        if not 0 <= index < count:
+            raise ValueError(f"panel index must lie in [0, {count}), got {index}")
+        self.index = index
+        self.count = count
+
+    def call(self, images):
+        width = images.shape[2] // self.count
+        return images[:, :, self.index * width:(self.index + 1) * width, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[1], input_shape[2] // self.count, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "index": self.index, "count": self.count}

@@ -18,7 +18,7 @@ def _cell(text) -> str:
     return str(text).replace("\n", " ").replace("|", "\\|")
 
 
-def _table(rows: list[list], headers: list[str]) -> str:
+def markdown_table(rows: list[list], headers: list[str]) -> str:
     return tabulate(
         [[_cell(c) for c in row] for row in rows],
         headers=[_cell(h) for h in headers],
@@ -33,7 +33,7 @@ def _results_section(results: dict) -> list[str]:
     names = metric_order({m: None for metrics in results.values() for m in metrics})
     rows = [[split] + [format_number(metrics.get(m)) for m in names] for split, metrics in results.items()]
     headers = ["split"] + [METRIC_ABBREVIATIONS.get(m, m) for m in names]
-    return [_table(rows, headers)]
+    return [markdown_table(rows, headers)]
 
 
 def _auc_section(report: dict) -> list[str]:
@@ -46,7 +46,7 @@ def _auc_section(report: dict) -> list[str]:
             [label, format_number(value), counts[label]["positives"], counts[label]["negatives"]]
             for label, value in auc.items()
         ]
-        lines.append(_table(rows, ["label", "AUC", "positives", "negatives"]))
+        lines.append(markdown_table(rows, ["label", "AUC", "positives", "negatives"]))
         lines.append(f"Mean AUC over {len(auc)} label(s): {format_number(report['mean_label_auc'])}")
     if skipped:
         lines.append(f"Skipped {len(skipped)} label(s), no ROC curve possible:")
@@ -73,8 +73,8 @@ def render_markdown(report: dict) -> str:
     sections = [
         f"# Run report: {report['run_id']}",
         "## Card",
-        _table([[row[c] for c in NOTES_COLUMNS]], list(NOTES_COLUMNS)),
-        _table([[field_label(k), v] for k, v in card.items()], ["field", "value"]),
+        markdown_table([[row[c] for c in NOTES_COLUMNS]], list(NOTES_COLUMNS)),
+        markdown_table([[field_label(k), v] for k, v in card.items()], ["field", "value"]),
         "## Results",
         *_results_section(report["results"]),
         "## Per-label AUC (test)",

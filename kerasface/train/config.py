@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from kerasface.data.crops import VIEW_MODES
+from kerasface.data.crops import VIEW_MODES, VIEW_NAMES
 from kerasface.data.pipeline import InputConfig
 from kerasface.settings_file import json_object, read_settings_file
 from kerasface.train.runtime import JIT_CHOICES, PRECISIONS, STRATEGIES
@@ -127,7 +127,8 @@ class ModelConfig:
     vote: str = "mean"
     shared_weights: bool = False
     freeze_branches: list[int] = dataclasses.field(default_factory=list)
-    init_branches: str | None = None
+    init_branches: str | list[str] | None = None
+    modalities: list[str] = dataclasses.field(default_factory=list)
     # recognition task: an embedding model (.keras or run folder) to start from, under a new head
     init: str | None = None
     # recognition task: epochs at the start in which the embedding model stays fixed (the head trains)
@@ -332,7 +333,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--vote", choices=["mean", "sum", "learned"], help="vote head combination (default mean)")
     a("--shared-weights", action="store_true", default=None, help="one backbone for every branch")
     a("--freeze-branches", type=int, nargs="*", help="indices of branches whose weights stay fixed")
-    a("--init-branches", help="a run folder or .keras file of an earlier run to initialise branches from")
+    a("--init-branches", help="a run folder or .keras file of an earlier run to initialise branches from "
+      "(a config file may give a list: one source per branch)")
+    a("--modalities", nargs="+", choices=VIEW_NAMES["modalities"],
+      help="recognition task with --views modalities: the tile panels the embedding reads, one branch each, "
+           "fused by concatenation when several (default all three)")
     a("--loss", help=f"recognition task: {loss_choices()} (default arcface)")
     a("--loss-kwargs", type=json_object, metavar="JSON", help='options of the head or loss, e.g. \'{"margin": 0.4}\'')
     a("--embedding-dim", type=int, help="recognition task: embedding size (default 512)")

@@ -10,6 +10,11 @@ verified on identities it never saw.
 - Metric losses (``METRIC_LOSSES``, e.g. ``triplet``): the training model is the embedding model,
   trained on P x K identity batches.
 
+With ``--views modalities`` the model reads a photometric-stereo tile (albedo | normal | depth,
+``kerasface-photometric-stereo``): one embedding branch per panel of ``model.modalities``
+(default all three), fused by concatenation; ``init_branches`` (one source, or one per
+branch) and ``freeze_branches`` start the fusion from trained branches and keep them fixed.
+
 The split is by identity: test (and validation) identities are never trained on. Each epoch
 scores verification pairs of the validation identities and of the test identities (for the
 report's curves), and of each standard pair set of ``data.val_pairs`` (LFW pairs.txt, ``.bin``,
@@ -28,20 +33,25 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from kerasface.data.crops import VIEW_NAMES
 from kerasface.errors import BadInputError
 from kerasface.eval.callback import PairSetEvaluation, logged_figures, metric_prefix
 from kerasface.eval.identity import identity_pairs, verify_identities
 from kerasface.eval.pairs import PairSet, load_pair_set
 from kerasface.eval.verification import VerificationResult, l2_normalize
 from kerasface.losses import margin_head
+from kerasface.models.branches import init_branches_from
 from kerasface.models.embedding import (
     EMBEDDING_LAYER,
     build_embedding_model,
     build_margin_model,
+    build_modality_embedding_model,
     load_embedding_model,
 )
 from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES, TASKS
+from kerasface.saving import run_model_file
 from kerasface.train.recognition_defaults import recognition_defaults
 from kerasface.train.tasks import Monitoring, Task, predict_split
 
@@ -100,9 +110,16 @@ class RecognitionTask(Task):
     @classmethod
     def check_config(cls, config):
         parse_loss(config.model.loss)
-        if config.data.views != "single":
-            raise ValueError(f"the recognition task trains one image per sample; use --views single "
-                             f"(got {config.data.views!r})")
+        if config.data.views not in ("single", "modalities"):
+            raise ValueError(f"the recognition task trains one image per sample, or one photometric-stereo tile "
+                             f"(--views modalities); use --views single (got {config.data.views!r})")
+        modalities = config.model.modalities
+        if config.data.views != "modalities" and modalities:
+            raise ValueError(f"--modalities {' '.join(modalities)} chooses panels of a photometric-stereo tile; "
+                             "add --views modalities")
+        known = VIEW_NAMES["modalities"]
+        if [m for m in modalities if m not in known] or len(set(modalities)) != len(modalities):
+            raise ValueError(f"--modalities must be distinct names from {list(known)}, got {modalities}")
         if config.data.split != "identity":
             raise ValueError("the recognition task verifies faces of identities it never trained on; "
                              "use --split identity")
@@ -155,7 +172,13 @@ class RecognitionTask(Task):
     def partial_fc(self) -> bool:
         return bool(self.head_name) and self.config.model.loss_kwargs.get("sample_rate") is not None
 
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.config.model.modalities or VIEW_NAMES["modalities"])
+
     def model_io(self, x, y):
+        if self.config.data.views == "modalities":  # the panels back into the tile the model reads
+            x = tf.concat(list(x), axis=2)
         return self.identity_io(x, y)
 
     def identity_io(self, x, identity):
@@ -167,11 +190,23 @@ class RecognitionTask(Task):
         return (x, identity), (identity * 0 if self.partial_fc else identity)
 
     def build_embedding_model(self) -> keras.Model:
-        size = self.config.data.image_size
-        if self.config.model.init:
-            return load_embedding_model(self.config.model.init, (size, size, 3), self.config.model.embedding_dim)
-        return build_embedding_model(self.config.model.backbone, (size, size, 3), self.config.model.embedding_dim,
-                                     **self.config.model.backbone_kwargs)
+        model, size = self.config.model, self.config.data.image_size
+        if self.config.data.views != "modalities":
+            if model.init:
+                return load_embedding_model(model.init, (size, size, 3), model.embedding_dim)
+            return build_embedding_model(model.backbone, (size, size, 3), model.embedding_dim, **model.backbone_kwargs)
+        embedder = build_modality_embedding_model(model.backbone, size, self.modalities, VIEW_NAMES["modalities"],
+                                                  model.embedding_dim, frozen=model.freeze_branches,
+                                                  **model.backbone_kwargs)
+        sources = model.init_branches
+        if sources:
+            sources = [sources] * len(self.modalities) if isinstance(sources, str) else list(sources)
+            if len(sources) != len(self.modalities):
+                raise ValueError(f"init_branches gives {len(sources)} sources for {len(self.modalities)} branches "
+                                 f"({', '.join(self.modalities)}); give one, or one per branch")
+            for index, source in enumerate(sources):
+                init_branches_from(embedder, str(run_model_file(source)), indices=[index])
+        return embedder
 
     def build_model(self) -> keras.Model:
         embedding_model = self.build_embedding_model()
@@ -249,8 +284,14 @@ class RecognitionTask(Task):
                    if self.partial_fc else "")
         head = f" -> {self.config.model.loss} head ({self.num_train_classes} identities{partial})" \
             if self.head_name else f" -> {self.config.model.loss} loss"
-        return (f"1 image -> {self.config.model.backbone} -> embedding {self.config.model.embedding_dim}"
-                f"{head}")
+        model = self.config.model
+        if self.config.data.views != "modalities":
+            return f"1 image -> {model.backbone} -> embedding {model.embedding_dim}{head}"
+        frozen = " (frozen)" if model.freeze_branches else ""
+        if len(self.modalities) == 1:
+            return f"{self.modalities[0]} panel -> {model.backbone}{frozen} -> embedding {model.embedding_dim}{head}"
+        return (f"{' | '.join(self.modalities)} panels -> {len(self.modalities)}x {model.backbone}{frozen} -> concat "
+                f"-> Dense {model.embedding_dim} -> embedding{head}")
 
 
 def read_val_pairs(paths) -> dict[str, PairSet]:

@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""The research notes' backbone report cards; see kerasface/cli/compare_backbones.py or --help."""
+
+import sys
+
+from kerasface.cli.compare_backbones import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+#!/usr/bin/env python
+"""The research notes' modality comparison; see kerasface/cli/compare_modalities.py or --help."""
+
+import sys
+
+from kerasface.cli.compare_modalities import main
+
+if __name__ == "__main__":
+    sys.exit(main())
