@@ -29,7 +29,8 @@ from kerasface.eval.verification import VerificationResult, l2_normalize
 from kerasface.losses import margin_head
 from kerasface.models.embedding import EMBEDDING_LAYER, build_embedding_model, build_margin_model
 from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES, TASKS
-from kerasface.train.tasks import Monitoring, Task, predict_split
+from kerasface.train.predict import predict_split
+from kerasface.train.tasks import Monitoring, Task
 DEMO_HEAD_SCALE = 16.0
 DEMO_ARCFACE_MARGIN = 0.3
 
