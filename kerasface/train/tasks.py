@@ -2,7 +2,9 @@
 
 A task owns its model, how labels reach it, its sampler, loss and metrics, its evaluation of a
 split, its report fields and its own callbacks; the trainer owns what every task shares
-(runtime, checkpoints, resume, history, report). Tasks are chosen by name from ``TASKS``:
+(runtime, checkpoints, resume, history, report). Tasks are chosen by name from ``TASKS``; a
+task registers itself when its module is imported, and ``TASKS`` imports ``kerasface.train.<name>``
+for a name not registered yet (``recognition``, ``multitask``). This module's tasks:
 
 - ``attributes``: multi-label attributes from CSV label columns (one sigmoid per output,
   binary cross-entropy, binary accuracy and per-label ROC AUC);
@@ -225,8 +227,7 @@ class IdentityTask(Task):
 
 
 def task_class(name: str) -> type[Task]:
-    from kerasface.train import multitask, recognition  # noqa: F401  (register "multitask", "recognition")
-
+    """The task registered as ``name``, in this module or in ``kerasface.train.<name>``."""
     return TASKS.get(name)
 
 
