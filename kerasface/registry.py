@@ -13,14 +13,20 @@ all three.
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 
 class Registry:
-    """Named builders of one kind (timm's ``create_model`` over a dict of small functions)."""
+    """Named builders of one kind (timm's ``create_model`` over a dict of small functions).
+    ``modules``: where a name not registered yet is looked for, such as ``"kerasface.train.{}"``
+    (the module ``kerasface.train.<name>``, whose import registers it)."""
 
-    def __init__(self, kind: str):
+    modules: str | None = None
+
+    def __init__(self, kind: str, modules: str | None = None):
         self.kind = kind
+        self.modules = modules
         self._builders: dict[str, Callable] = {}
 
     def register(self, name: str | None = None):
@@ -35,11 +41,21 @@ class Registry:
 
     def get(self, name: str) -> Callable:
         key = name.lower()
+        if key not in self._builders and self.modules:
+            self._import(key)
         if key not in self._builders:
             raise KeyError(
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
             )
         return self._builders[key]
+
+    def _import(self, key: str) -> None:
+        module = self.modules.format(key.replace("-", "_"))
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name is None or not module.startswith(error.name):
+                raise
 
     def create(self, name: str, /, *args, **kwargs):
         return self.get(name)(*args, **kwargs)
@@ -72,4 +88,4 @@ MARGIN_HEADS = Registry("margin head")
 METRIC_LOSSES = Registry("metric loss")
 LOGIT_LOSSES = Registry("logit loss")
 LOSSES = Registries("loss", MARGIN_HEADS, METRIC_LOSSES, LOGIT_LOSSES)
-TASKS = Registry("task")
+TASKS = Registry("task", modules="kerasface.train.{}")

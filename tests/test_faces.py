@@ -614,7 +614,7 @@ def test_threshold_from_the_run_report(tmp_path):
 
 
 def test_detection_benchmark_compares_both_paths_on_the_same_photos(tmp_path, photos):
-    from kerasface.faces.benchmark import benchmark_detection, box_iou
+    from kerasface.benchmarks.detect import benchmark_detection, box_iou
 
     assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(1 / 3)
     for name, image in photos.items():

@@ -207,7 +207,7 @@ TINY_VIT = dict(patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, dim_head=8, 
 
 
 def test_multitask_table_has_every_row_in_order():
-    from kerasface.train.multitask import multitask_table, multitask_table_rows, seed_table, seed_table_rows
+    from kerasface.report.multitask import multitask_table, multitask_table_rows, seed_table, seed_table_rows
 
     assert (seed_table, seed_table_rows) == (multitask_table, multitask_table_rows)  # deprecated names
     rows = multitask_table_rows(ATTRIBUTES)
@@ -227,7 +227,7 @@ def test_multitask_table_has_every_row_in_order():
 
 
 def test_loss_weights_by_group_and_by_output():
-    from kerasface.train.multitask import resolve_loss_weights
+    from kerasface.train.config import resolve_loss_weights
 
     weights = resolve_loss_weights({"attributes": 2, "da_pose": 0.5, "id": 0.1}, ["gender", "pose"], True)
     assert weights == {"id": 0.1, "gender": 2.0, "da_gender": 1.0, "pose": 2.0, "da_pose": 0.5}
@@ -428,7 +428,7 @@ def demo_run(tmp_path_factory):
 
 def test_demo_run_reports_the_multitask_table_every_epoch(demo_run):
     from kerasface.report import load_run_report
-    from kerasface.train.multitask import multitask_table_rows
+    from kerasface.report.multitask import multitask_table_rows
 
     report = load_run_report(demo_run)
     history = report["history"]
@@ -455,7 +455,8 @@ def test_demo_run_beats_the_untrained_model(demo_run):
     from kerasface.report import load_run_report
     from kerasface.train.config import load_run_config
     from kerasface.train.data import load_run_data
-    from kerasface.train.multitask import MultitaskTask, predict_all
+    from kerasface.train.multitask import MultitaskTask
+    from kerasface.train.predict import predict_all
 
     config = load_run_config(demo_run)
     data = load_run_data(config, progress=False)

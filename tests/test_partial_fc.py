@@ -263,7 +263,7 @@ def test_a_compiled_train_step_updates_only_the_sampled_centres():
 
 def test_benchmark_times_the_full_head_and_partial_fc():
     from kerasface.cli.benchmark_partial_fc import sample_rate
-    from kerasface.train.benchmark_partial_fc import PartialFCBenchmark, run_partial_fc_benchmark
+    from kerasface.benchmarks.partial_fc import PartialFCBenchmark, run_partial_fc_benchmark
 
     assert [sample_rate(t) for t in ("full", "1", "0.1")] == [None, None, 0.1]
     rows = [run_partial_fc_benchmark(PartialFCBenchmark(2000, "cosface", rate, batch_size=16, embedding_dim=32,

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from kerasface.data.benchmark import benchmark_input
+from kerasface.benchmarks.input import benchmark_input
 from kerasface.data.pipeline import InputConfig
 from kerasface.data.readers import read_image_folder
 from kerasface.data.stats import dataset_report
 from kerasface.models.embedding import build_embedding_model
-from kerasface.train.benchmark import TrainBenchmark, run_train_benchmark
+from kerasface.benchmarks.train_step import TrainBenchmark, run_train_benchmark
 from kerasface.train.runtime import resolve_runtime
 
 
@@ -58,7 +58,7 @@ def test_models_and_the_train_benchmark_import_without_tensorflow():
     """The GPU machines run the JAX backend without TensorFlow installed."""
     from conftest import run_without_tensorflow
 
-    out = run_without_tensorflow("import kerasface.models, kerasface.train.benchmark, kerasface.cli.benchmark_train\n"
+    out = run_without_tensorflow("import kerasface.models, kerasface.benchmarks.train_step, kerasface.cli.benchmark_train\n"
                                  "print('ok')\n")
     assert out.strip() == "ok"
 
@@ -68,7 +68,7 @@ def test_input_benchmark_reads_every_storage_beside_a_peer(image_folder, tmp_pat
     import sys
 
     from kerasface.cli import benchmark_input as cli
-    from kerasface.data.benchmark import bottleneck
+    from kerasface.benchmarks.input import bottleneck
 
     peer = tmp_path / "peer.py"
     peer.write_text("import json, pathlib, sys\n"

@@ -17,7 +17,8 @@ from kerasface.data.readers import read_dataset
 from kerasface.train.callbacks import read_run_state
 from kerasface.train.config import TrainConfig, add_config_arguments, config_from_args
 from kerasface.train.run import train
-from kerasface.train.tasks import create_task, predict_split
+from kerasface.train.predict import predict_split
+from kerasface.train.tasks import create_task
 
 TINY_VIT = dict(patch_size=8, dim=16, depth=1, heads=2, mlp_dim=32, dim_head=8, dropout=0.0, emb_dropout=0.0)
 

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from kerasface.errors import BadInputError
-    from kerasface.faces.benchmark import benchmark_detection
+    from kerasface.benchmarks.detect import benchmark_detection
 
     if not Path(args.data).is_dir():
         raise BadInputError(f"{args.data}: no such folder")

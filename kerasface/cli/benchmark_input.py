@@ -27,7 +27,7 @@ from tabulate import tabulate
 
 from kerasface.cli.common import add_debug_argument, cli_main, positive_float, positive_int
 from kerasface.data.augment import AugmentConfig
-from kerasface.data.benchmark import (PEER_AUGMENT, PEER_INPUT, STAGES, STORAGES, benchmark_input, bottleneck,
+from kerasface.benchmarks.input import (PEER_AUGMENT, PEER_INPUT, STAGES, STORAGES, benchmark_input, bottleneck,
                                       link_folder, prefetch_device, run_peer, store_as, subset, train_step_rate)
 from kerasface.data.crops import VIEW_MODES
 from kerasface.data.pipeline import InputConfig

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     MARGIN_HEADS.get(args.loss)
     combos = list(itertools.product(args.identities, args.sample_rate))
     if args.in_process:
-        from kerasface.train.benchmark_partial_fc import PartialFCBenchmark, run_partial_fc_benchmark
+        from kerasface.benchmarks.partial_fc import PartialFCBenchmark, run_partial_fc_benchmark
 
         (identities, rate), = combos
         bench = PartialFCBenchmark(identities, args.loss, rate, args.batch_size, args.embedding_dim, args.steps,

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     combos = list(itertools.product(args.backbone, args.image_size, args.batch_size, args.jit_compile,
                                     args.mixed_precision))
     if args.in_process:
-        from kerasface.train.benchmark import TrainBenchmark, run_train_benchmark
+        from kerasface.benchmarks.train_step import TrainBenchmark, run_train_benchmark
 
         (backbone, size, batch, jit, precision), = combos
         bench = TrainBenchmark(backbone, args.branches, size, batch, args.steps, args.warmup_steps, jit, precision,

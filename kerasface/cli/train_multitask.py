@@ -77,7 +77,7 @@ def add_multitask_arguments(parser: argparse.ArgumentParser) -> None:
 
 def after_training(run_dir, args) -> None:
     if args.probe:
-        from kerasface.train.multitask import probe_comparison
+        from kerasface.train.probe import probe_comparison
 
         probe_comparison(run_dir)
 
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--probe-only", metavar="RUN_DIR", required=True)
         parser.add_argument("--debug", action="store_true")
-        from kerasface.train.multitask import probe_comparison
+        from kerasface.train.probe import probe_comparison
 
         probe_comparison(parser.parse_args(given).probe_only)
         return 0

@@ -16,10 +16,10 @@ def training_command(argv, command: str, description: str, defaults: dict | None
     the command's own flags (a flag named as a config field sets it); ``after(run_dir, args)``
     runs after a run was trained or resumed."""
     from kerasface.registry import TASKS
-    from kerasface.train.config import add_config_arguments, config_from_args
+    from kerasface.train.config import TrainConfig, add_config_arguments, config_from_args
     from kerasface.train.tasks import task_class
 
-    task_class("attributes")
+    task_class((defaults or {}).get("task") or TrainConfig().task)
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, TASKS.names())
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import sys
 from collections.abc import Mapping
 
 CARD_KEYS = (
@@ -207,3 +209,46 @@ def notes_row(card: Mapping, results: Mapping, epochs_run: int | None = None) ->
         "results": format_results(results, card.get("split")),
         "device": format_value("device", card.get("device")),
     }
+
+
+def run_card(run_dir, config, task, runtime, data, *, counts: Mapping, global_batch: int, history: Mapping,
+             best_epoch: int, monitor: str, wall_time_s: float, fit_time_s: float, notes=()) -> dict:
+    """The report card of a finished run (``kerasface.train.run.train``): its config, task,
+    runtime, data (``RunData``), parameter counts, history and timings."""
+    card = {
+        "run_id": run_dir.name,
+        "task": task.name,
+        "base_model": config.model.backbone,
+        "layout": task.layout(),
+        **counts,
+        "split": {"mode": config.data.split,
+                  **{k: round(len(v) / len(data.spec.samples), 4) for k, v in data.splits.items()}},
+        "optimizer": config.optim.optimizer,
+        "learning_rate": config.optim.learning_rate,
+        "lr_schedule": config.optim.lr_schedule,
+        "batch_size": global_batch,
+        "epochs": len(next(iter(history.values()), [])) or config.optim.epochs,
+        "planned_epochs": config.optim.epochs,
+        "best_epoch": best_epoch,
+        "monitor": monitor,
+        "wall_time_s": round(wall_time_s, 1),
+        "fit_time_s": round(fit_time_s, 1),
+        "device": runtime.device,
+        "backend": runtime.backend,
+        "strategy": runtime.strategy_name,
+        "replicas": runtime.num_replicas,
+        "jit_compile": runtime.jit_compile,
+        "mixed_precision": runtime.precision,
+        "deterministic": config.runtime.deterministic,
+        "image_size": config.data.image_size,
+        "views": config.data.views,
+        "head": config.model.head if config.model.preset != "paper" else "concat (paper preset)",
+        "seed": config.seed,
+        "dataset": data.spec.source,
+        "command": " ".join(shlex.quote(a) for a in sys.argv),
+    }
+    if data.removed_from_training:
+        card["removed_from_training"] = data.removed_from_training
+    if notes:
+        card["notes"] = "; ".join(notes)
+    return card

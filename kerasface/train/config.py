@@ -399,3 +399,26 @@ def config_from_args(args: argparse.Namespace, defaults: dict | None = None,
         demo = demo_defaults(config) if callable(demo_defaults) else demo_defaults
         config = settings({**(defaults or {}), **demo})
     return config
+
+
+LOSS_WEIGHT_GROUPS = ("id", "attributes", "adversarial")
+
+
+def resolve_loss_weights(weights: dict, attributes, adversarial: bool) -> dict[str, float]:
+    """The multitask task's ``model.loss_weights`` (keys ``id``, ``attributes``, ``adversarial``,
+    or one attribute ``a`` / ``da_a``; 1 by default) as its weight per output in the total loss."""
+    from kerasface.models.multitask import ID_OUTPUT
+
+    known = set(LOSS_WEIGHT_GROUPS) | set(attributes) | {f"da_{a}" for a in attributes}
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        raise ValueError(f"unknown loss weight(s) {unknown}; known: {sorted(known)}")
+    for key, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"loss weight {key!r} must be a number >= 0, got {value!r}")
+    out = {ID_OUTPUT: float(weights.get("id", 1.0))}
+    for a in attributes:
+        out[a] = float(weights.get(a, weights.get("attributes", 1.0)))
+        if adversarial:
+            out[f"da_{a}"] = float(weights.get(f"da_{a}", weights.get("adversarial", 1.0)))
+    return out

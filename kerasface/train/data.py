@@ -69,26 +69,39 @@ def make_pipelines(config: TrainConfig, data: RunData, task, global_batch: int, 
     stays deterministic whatever ``input_order``: each worker runs the whole pipeline and keeps
     its share of every global batch, so the workers must read the same order."""
     settings = config.data
-    augment = None
-    if settings.augment:
-        augment = AugmentConfig(max_rotation=settings.max_rotation, noise_sigma=settings.noise_sigma,
-                                flip=settings.flip != "off")
-    input_config = settings.input_config()
     pk = task.sampler()
+    deterministic = settings.input_order == "deterministic" or config.runtime.deterministic or replicas > 1
     pipelines = {}
     for name, samples in data.splits.items():
         training = name == "train"
-        dataset = build_pipeline(
-            data.spec, samples, input_config=input_config, target=task.target, batch_size=global_batch,
-            training=training, augment=augment, cache=choose_cache(settings.cache, len(samples), input_config),
-            pk=pk if training else None, drop_remainder=training and replicas > 1, seed=config.seed + first_epoch,
-            deterministic=settings.input_order == "deterministic" or config.runtime.deterministic or replicas > 1,
+        dataset = split_pipeline(
+            config, data.spec, samples, task.target, training=training, batch_size=global_batch,
+            cache=choose_cache(settings.cache, len(samples), settings.input_config()), pk=pk if training else None,
+            drop_remainder=training and replicas > 1, first_epoch=first_epoch, deterministic=deterministic,
         )
         pipelines[name] = dataset.map(task.model_io)
     steps = steps_per_epoch(config, data.splits["train"], pk, global_batch, replicas)
     if config.optim.max_steps_per_epoch and pk is None:
         pipelines["train"] = pipelines["train"].take(steps)
     return pipelines, steps
+
+
+def split_pipeline(config: TrainConfig, spec: DatasetSpec, samples: Samples, target: str | None, *,
+                   training: bool = False, batch_size: int | None = None, cache: bool = False,
+                   pk: tuple[int, int] | None = None, drop_remainder: bool = False, first_epoch: int = 0,
+                   deterministic: bool = True):
+    """Batches of ``samples`` under the run's input settings and seed (``build_pipeline``), of
+    ``config.optim.batch_size`` unless ``batch_size`` is given; a training pipeline is shuffled and
+    augmented as ``config.data`` says."""
+    settings = config.data
+    augment = None
+    if training and settings.augment:
+        augment = AugmentConfig(max_rotation=settings.max_rotation, noise_sigma=settings.noise_sigma,
+                                flip=settings.flip != "off")
+    return build_pipeline(spec, samples, input_config=settings.input_config(), target=target,
+                          batch_size=batch_size or config.optim.batch_size, training=training, augment=augment,
+                          cache=cache, pk=pk, drop_remainder=drop_remainder, seed=config.seed + first_epoch,
+                          deterministic=deterministic)
 
 
 def steps_per_epoch(config: TrainConfig, train: Samples, pk: tuple[int, int] | None, global_batch: int,

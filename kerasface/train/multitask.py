@@ -24,95 +24,29 @@ the attribute predictor alone (image -> label-vector scores); both export as Sav
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import keras
 import numpy as np
-from tabulate import tabulate
 
-from kerasface.data.pipeline import build_pipeline
 from kerasface.data.spec import column_slices, label_names
 from kerasface.errors import BadInputError
 from kerasface.eval.attributes import column_auc
 from kerasface.eval.identity import verify_identities
-from kerasface.eval.probe import linear_probe
-from kerasface.fileio import write_json_atomic
 from kerasface.losses.masked import MaskedAUC, MaskedCrossentropy
 from kerasface.models.multitask import (
     ID_OUTPUT, attribute_model, attribute_outputs, build_multitask_model, identity_model, predictor_model,
 )
 from kerasface.registry import TASKS
-from kerasface.report.card import format_number
-from kerasface.report.history import epoch_grid, epoch_grids, num_epochs, shown_epochs
-from kerasface.report.writer import add_report_section, load_run_report
-from kerasface.saving import load_model
-from kerasface.train.config import load_run_config
-from kerasface.train.data import load_run_data
+from kerasface.report.history import num_epochs, shown_epochs
+from kerasface.report.multitask import multitask_table
+from kerasface.train.config import resolve_loss_weights
+from kerasface.train.data import split_pipeline
+from kerasface.train.multitask_evaluation import MultitaskEvaluation
+from kerasface.train.predict import IDENTITY, predict_all
 from kerasface.train.recognition import RecognitionTask
-from kerasface.train.tasks import Monitoring, predict_split
+from kerasface.train.tasks import Monitoring
 
-WEIGHT_GROUPS = ("id", "attributes", "adversarial")
 TRAIN_PAIR_IMAGES = 600
-TEST_HEADER = "Test"
-TEST_PREFIX = "val_test_"
-IDENTITY = "identity"
-RENAMED = ("loss", "auc", "accuracy")  # Keras' "<output>_<name>" -> the table's "<name>_<output>"
-
-
-def multitask_table_rows(attributes) -> list[str]:
-    """The multi-task table's rows: loss, loss_id, loss_<a> and loss_da_<a> per attribute, auc_<a> per
-    attribute, auc_id_cosine, auc_id_euclidean."""
-    rows = ["loss", "loss_id"]
-    for a in attributes:
-        rows += [f"loss_{a}", f"loss_da_{a}"]
-    return rows + [f"auc_{a}" for a in attributes] + ["auc_id_cosine", "auc_id_euclidean"]
-
-
-def multitask_table(history: dict, epochs: list[int], attributes) -> str:
-    """The multi-task grid (Metric | Train | Test) for each of ``epochs`` (1-based) of ``history``."""
-    return epoch_grids(history, epochs, names=multitask_table_rows(attributes), test_prefix=TEST_PREFIX,
-                       test_header=TEST_HEADER)
-
-
-seed_table_rows = multitask_table_rows  # deprecated names
-seed_table = multitask_table
-
-
-def resolve_loss_weights(weights: dict, attributes, adversarial: bool) -> dict[str, float]:
-    """Per output, its weight in the total loss (see the module docstring for the keys)."""
-    known = set(WEIGHT_GROUPS) | set(attributes) | {f"da_{a}" for a in attributes}
-    unknown = sorted(set(weights) - known)
-    if unknown:
-        raise ValueError(f"unknown loss weight(s) {unknown}; known: {sorted(known)}")
-    for key, value in weights.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"loss weight {key!r} must be a number >= 0, got {value!r}")
-    out = {ID_OUTPUT: float(weights.get("id", 1.0))}
-    for a in attributes:
-        out[a] = float(weights.get(a, weights.get("attributes", 1.0)))
-        if adversarial:
-            out[f"da_{a}"] = float(weights.get(f"da_{a}", weights.get("adversarial", 1.0)))
-    return out
-
-
-def predict_all(predictor: keras.Model, dataset) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(targets, outputs) over a pipeline of ``Task.model_io`` batches, the targets with the
-    samples' ``IDENTITY`` (a margin head's input; its target may be Partial FC's zeros); a short
-    last batch is padded to the first batch's size so that the predict function is traced once."""
-    targets, outputs, full = {}, {}, None
-    for x, y in dataset:
-        with_identity = isinstance(x, (tuple, list))
-        images = np.asarray(x[0] if with_identity else x)
-        targets.setdefault(IDENTITY, []).append(np.asarray(x[1] if with_identity else y[ID_OUTPUT]))
-        n = len(images)
-        full = full or n
-        if n < full:
-            images = np.concatenate([images, np.zeros((full - n, *images.shape[1:]), images.dtype)])
-        for key, value in predictor.predict_on_batch(images).items():
-            outputs.setdefault(key, []).append(np.asarray(value, np.float32)[:n])
-        for key, value in y.items():
-            targets.setdefault(key, []).append(np.asarray(value))
-    return ({k: np.concatenate(v) for k, v in targets.items()}, {k: np.concatenate(v) for k, v in outputs.items()})
 
 
 @TASKS.register("multitask")
@@ -264,10 +198,7 @@ class MultitaskTask(RecognitionTask):
                 "accuracy_id": result.accuracy, "eer_id": result.eer}
 
     def eval_pipeline(self, samples):
-        data = self.config.data
-        return build_pipeline(self.spec, samples, input_config=data.input_config(), target=self.target,
-                              batch_size=self.config.optim.batch_size, training=False, cache=True,
-                              seed=self.config.seed).map(self.model_io)
+        return split_pipeline(self.config, self.spec, samples, self.target, cache=True).map(self.model_io)
 
     def train_pair_samples(self):
         train = self.splits["train"]
@@ -306,119 +237,3 @@ class MultitaskTask(RecognitionTask):
                      if self.adversarial else "; no adversaries")
         return (f"1 image -> {model.backbone} -> embedding {model.embedding_dim} -> {identity}; pooled features -> "
                 f"{len(self.columns)} attribute heads ({', '.join(self.attributes)}){adversary}")
-
-
-class MultitaskEvaluation(keras.callbacks.Callback):
-    """At each epoch's end: Keras' per-output names in ``logs`` renamed to the
-    multi-task table's (``id_loss`` -> ``loss_id``, ``gender_auc`` -> ``auc_gender``, ``da_gender_loss`` ->
-    ``loss_da_gender``), then the figures of each evaluation set: ``train`` (identity AUCs only,
-    unprefixed), ``validation`` and ``test`` (every figure, as ``val_<set>_<figure>``); then the
-    multi-task table of the epoch is printed. Runs before checkpointing and CSV logging."""
-
-    def __init__(self, task: MultitaskTask, sets: dict, printer=print):
-        super().__init__()
-        self.task = task
-        self.sets = sets
-        self.printer = printer
-        self._predictor = None
-
-    def rename(self, logs: dict) -> None:
-        for key in sorted(self.task.output_keys(), key=len, reverse=True):
-            for suffix in RENAMED:
-                if f"{key}_{suffix}" in logs:
-                    logs[f"{suffix}_{key}"] = logs.pop(f"{key}_{suffix}")
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        self.rename(logs)
-        if self._predictor is None:
-            self._predictor = predictor_model(self.model)
-        for name, dataset in self.sets.items():
-            figures = self.task.split_figures(*predict_all(self._predictor, dataset))
-            if name == "train":
-                logs.update({k: v for k, v in figures.items() if k in ("auc_id_cosine", "auc_id_euclidean")})
-            else:
-                logs.update({f"val_{name}_{k}": v for k, v in figures.items()})
-        total = (self.params or {}).get("epochs") or "?"
-        grid = epoch_grid({k: [v] for k, v in logs.items()}, 1, names=multitask_table_rows(self.task.attributes),
-                          test_prefix=TEST_PREFIX, test_header=TEST_HEADER)
-        self.printer(f"Epoch {epoch + 1}/{total} (multi-task table)\n{grid}")
-
-
-# the check that matters: does the adversary take attribute information out of the embedding?
-PROBE_TITLE = "Linear probe of the identity embedding (with vs without adversaries)"
-
-
-def embed_split(embedder: keras.Model, task: MultitaskTask, samples) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings, label matrix) of ``samples`` through the evaluation pipeline (no augmentation)."""
-    data = task.config.data
-    dataset = build_pipeline(task.spec, samples, input_config=data.input_config(), target="labels",
-                             batch_size=task.config.optim.batch_size, training=False)
-    labels, embeddings = predict_split(embedder, dataset)
-    return embeddings, labels
-
-
-def probe_run(run_dir) -> dict:
-    """Fresh linear probes (``kerasface.eval.probe``) of a finished multitask run's identity
-    embedding (``model.keras``, frozen): fitted on the training split, AUC on the test split (its
-    identities never trained on); with the run's test identity AUCs beside them."""
-
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    data = load_run_data(config, progress=False)
-    task = MultitaskTask(config, data.spec)
-    task.check_data(data.splits)
-    embedder = load_model(run_dir / "model.keras", compile=False)
-    train_x, train_y = embed_split(embedder, task, data.splits["train"])
-    test_x, test_y = embed_split(embedder, task, data.splits["test"])
-    slices = column_slices(data.spec.label_columns)
-    columns = task.columns
-    pick = lambda y: np.concatenate([y[:, slices[c]] for c in columns], axis=1)  # noqa: E731
-    aucs = linear_probe(train_x, pick(train_y), test_x, pick(test_y), columns, seed=config.seed)
-    test = load_run_report(run_dir)["results"].get("test", {})
-    measured = [v for v in aucs.values() if not math.isnan(v)]
-    return {"run": run_dir.name, "adversarial": bool(config.model.adversarial),
-            "probe_auc": aucs, "mean_probe_auc": float(np.mean(measured)) if measured else math.nan,
-            "auc_id_cosine": test.get("auc_id_cosine"), "auc_id_euclidean": test.get("auc_id_euclidean"),
-            "attribute_auc": {c: test.get(f"auc_{c}") for c in columns}}
-
-
-def probe_table(probes: list[dict]) -> str:
-    """Side by side: probe AUC per attribute, their mean, the run's own attribute AUC mean and its
-    identity verification AUCs (test split), one column per run."""
-
-    headers = ["metric"] + [f"{'with' if p['adversarial'] else 'without'} adversaries ({p['run']})" for p in probes]
-    rows = [[f"probe_auc_{c}"] + [format_number(p["probe_auc"].get(c)) for p in probes] for c in probes[0]["probe_auc"]]
-    rows.append(["mean probe AUC"] + [format_number(p["mean_probe_auc"]) for p in probes])
-    rows.append(["auc_id_cosine"] + [format_number(p["auc_id_cosine"]) for p in probes])
-    rows.append(["auc_id_euclidean"] + [format_number(p["auc_id_euclidean"]) for p in probes])
-    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
-
-
-def probe_comparison(run_dir, log=print) -> dict:
-    """``--probe``: the same run with the adversaries switched the other way (trained into
-    ``<run>-no-adversary`` or ``<run>-adversary`` beside it, unless it is there already), a linear
-    probe of both identity embeddings, and the side-by-side table in both reports (and
-    ``probe.json`` in ``run_dir``)."""
-    from kerasface.train.run import train
-
-    run_dir = Path(run_dir)
-    config = load_run_config(run_dir)
-    other = not config.model.adversarial
-    twin_id = f"{run_dir.name}-{'adversary' if other else 'no-adversary'}"
-    twin_dir = run_dir.parent / twin_id
-    if not (twin_dir / "report.json").is_file():
-        log(f"--probe: training the same run {'with' if other else 'without'} adversaries: {twin_dir}")
-        twin_dir = train(config.replace(adversarial=other, run_id=twin_id, out=str(run_dir.parent)), log=log)
-    probes = sorted([probe_run(run_dir), probe_run(twin_dir)], key=lambda p: not p["adversarial"])
-    table = probe_table(probes)
-    text = ("A fresh logistic-regression probe per attribute, trained on the frozen identity embeddings "
-            "(L2-normalised) of the training split and scored by its AUC on the test split (identities never "
-            "trained on). Lower probe AUC = less attribute information in the identity embedding; "
-            "auc_id_* are the runs' test verification AUCs.\n\n" + table)
-    for folder in (run_dir, twin_dir):
-        add_report_section(folder, PROBE_TITLE, text, data=probes)
-    write_json_atomic(run_dir / "probe.json", probes)
-    log(table)
-    return {"runs": [run_dir, twin_dir], "probes": probes, "table": table}

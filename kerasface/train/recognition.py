@@ -52,8 +52,9 @@ from kerasface.models.embedding import (
 )
 from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES, TASKS
 from kerasface.saving import run_model_file
+from kerasface.train.predict import predict_split
 from kerasface.train.recognition_defaults import recognition_defaults
-from kerasface.train.tasks import Monitoring, Task, predict_split
+from kerasface.train.tasks import Monitoring, Task
 
 DEMO_HEAD_SCALE = 16.0
 DEMO_ARCFACE_MARGIN = 0.3

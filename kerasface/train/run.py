@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shlex
 import shutil
 import sys
 import time
@@ -99,157 +98,195 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     ``kerasface-train-recognition``), recorded with the checkpoints so that an interrupted run
     is told to continue with the command that started it."""
     started = time.perf_counter()
-    notes: list[str] = []
-    if resume is not None:
-        run_dir = Path(resume)
-        config = load_run_config(run_dir)
-        state = read_run_state(run_dir / "checkpoints") or {"epoch": 0}
-        planned = config.optim.epochs
-        if epochs is not None and epochs != planned:
-            config = config.replace(epochs=epochs)
-        if state["epoch"] >= config.optim.epochs:
-            raise ValueError(f"{run_dir} has trained {state['epoch']} epoch(s) of {config.optim.epochs}; "
-                             f"pass --epochs N with N > {state['epoch']} to train further")
-    else:
-        config = config or TrainConfig()
-        state, planned = {"epoch": 0}, config.optim.epochs
+    config, state, planned = plan_run(config, resume, epochs)
     command = state.get("command") or command
     task_class(config.task).check_config(config)
-    # first: a multi-worker strategy (or jax.distributed) must start before anything else runs
+    runtime = start_runtime(config, state["epoch"])
+    data = load_run_data(config)
+    task = create_task(config, data.spec)
+    task.check_data(data.splits)
+    run_dir, shared_dir = open_run_folder(config, runtime, resume)
+    global_batch = runtime.global_batch_size(config.optim.batch_size)
+    log_start(data, task, runtime, log)
+
+    with runtime.scope():
+        pipelines, steps = make_pipelines(config, data, task, global_batch, runtime.num_replicas, state["epoch"])
+        task.steps_per_epoch = steps
+        model, state, notes = build_or_resume_model(config, task, runtime, run_dir, state, planned, steps, log)
+        counts = parameter_counts(model)
+        log(f"{model.name}: {counts['trainable_params']:,} trainable, "
+            f"{counts['non_trainable_params']:,} non-trainable")
+        monitoring = task.monitoring(run_dir, pipelines)
+        fit_time = fit(model, task, runtime, pipelines, monitoring, run_dir, state["epoch"], callbacks, command, log)
+        model, best_epoch, best = best_checkpoint(model, runtime, run_dir, notes, log)
+        save_models(task, model, best, run_dir)
+        history = history_from_csv(run_dir / "history.csv")
+        results = history_results(history, best_epoch, task.validation_data(pipelines) is not None)
+    results["test"], fields = evaluate_test(task, model, pipelines["test"], runtime)
+
+    from kerasface.report import run_card, write_run_report
+
+    card = run_card(run_dir, config, task, runtime, data, counts=counts, global_batch=global_batch, history=history,
+                    best_epoch=best_epoch, monitor=monitoring.monitor, wall_time_s=time.perf_counter() - started,
+                    fit_time_s=fit_time, notes=notes)
+    write_run_report(run_dir, card, history, results, fields.get("roc"), sections=task.report_sections(history))
+    return close_run_folder(run_dir, shared_dir, runtime, log)
+
+
+def plan_run(config: TrainConfig | None, resume, epochs: int | None) -> tuple[TrainConfig, dict, int]:
+    """(config, checkpoint state, planned epochs): a new run's, or those of the run in ``resume``
+    (for ``epochs`` in all when given)."""
+    if resume is None:
+        config = config or TrainConfig()
+        return config, {"epoch": 0}, config.optim.epochs
+    run_dir = Path(resume)
+    config = load_run_config(run_dir)
+    state = read_run_state(run_dir / "checkpoints") or {"epoch": 0}
+    planned = config.optim.epochs
+    if epochs is not None and epochs != planned:
+        config = config.replace(epochs=epochs)
+    if state["epoch"] >= config.optim.epochs:
+        raise ValueError(f"{run_dir} has trained {state['epoch']} epoch(s) of {config.optim.epochs}; "
+                         f"pass --epochs N with N > {state['epoch']} to train further")
+    return config, state, planned
+
+
+def start_runtime(config: TrainConfig, first_epoch: int):
+    """The runtime (first: a multi-worker strategy, or jax.distributed, must start before anything
+    else runs), and the random seed of the epochs to come."""
     runtime = resolve_runtime(config.runtime.strategy, config.runtime.mixed_precision, config.runtime.jit_compile)
-    seed = config.seed + state["epoch"]
+    seed = config.seed + first_epoch
     if config.runtime.deterministic:
         enable_determinism(seed)
     else:
         keras.utils.set_random_seed(seed)
+    return runtime
 
-    data = load_run_data(config)
-    task = create_task(config, data.spec)
-    task.check_data(data.splits)
+
+def open_run_folder(config: TrainConfig, runtime, resume) -> tuple[Path, Path | None]:
+    """(the folder this worker writes, with ``config.json``; the shared run folder when that is
+    another worker's, else None): the chief writes the run folder, the other workers a
+    temporary folder of their own."""
     if runtime.num_workers > 1 and resume is None and not config.run_id:
         raise ValueError(f"a run of {runtime.num_workers} workers needs --run-id, the same on every worker")
     shared_dir = None
-    if not runtime.is_chief:  # write to a folder of its own; the chief writes the run folder
-        shared_dir = run_dir if resume is not None else Path(config.out) / config.run_id
+    if not runtime.is_chief:
+        shared_dir = Path(resume) if resume is not None else Path(config.out) / config.run_id
         run_dir = worker_folder(shared_dir, runtime.worker_index, resume=resume is not None)
     elif resume is None:
         run_dir = new_run_dir(config)
+    else:
+        run_dir = Path(resume)
     write_json_atomic(run_dir / CONFIG_FILE, config.to_dict())
+    return run_dir, shared_dir
+
+
+def log_start(data, task, runtime, log) -> None:
     for note in data.notes:
         log(note)
-    global_batch = runtime.global_batch_size(config.optim.batch_size)
     log(f"{data.spec.source}: {len(data.spec.samples)} images, task {task.name} "
         f"({task.num_outputs} outputs); split " + ", ".join(f"{k} {len(v)}" for k, v in data.splits.items()))
     log("runtime: " + json.dumps(runtime.describe()))
 
+
+def build_or_resume_model(config: TrainConfig, task, runtime, run_dir: Path, state: dict, planned: int, steps: int,
+                          log) -> tuple[keras.Model, dict, list[str]]:
+    """(model, checkpoint state, notes): the last checkpoint of a resumed run (its learning-rate
+    schedule rebuilt when the epochs changed), or the task's model, compiled; inside
+    ``runtime.scope()``."""
+    notes = []
     checkpoints = run_dir / "checkpoints"
-    with runtime.scope():
-        pipelines, steps = make_pipelines(config, data, task, global_batch, runtime.num_replicas, state["epoch"])
-        task.steps_per_epoch = steps
-        if state["epoch"] > 0 and (checkpoints / "last.keras").is_file():
-            model = runtime.prepare(load_model(checkpoints / "last.keras"))
-            log(f"resuming {run_dir} after epoch {state['epoch']}")
-            if config.optim.epochs != planned and rebuild_schedule(model.optimizer, config.optim, steps):
-                notes.append(f"{config.optim.lr_schedule} learning-rate schedule rebuilt at resume for "
-                             f"{config.optim.epochs} epochs (it was planned for {planned})")
-                log(notes[-1])
-        else:
-            state = {"epoch": 0}
-            model = task.build_model()
-            runtime.compile(model, make_optimizer(config.optim, steps), task.loss(), task.metrics(),
-                            loss_weights=task.loss_weights())
-        set_input_preprocessing(model, resize_mode=config.data.resize_mode)
-        counts = parameter_counts(model)
-        log(f"{model.name}: {counts['trainable_params']:,} trainable, "
-            f"{counts['non_trainable_params']:,} non-trainable")
+    if state["epoch"] > 0 and (checkpoints / "last.keras").is_file():
+        model = runtime.prepare(load_model(checkpoints / "last.keras"))
+        log(f"resuming {run_dir} after epoch {state['epoch']}")
+        if config.optim.epochs != planned and rebuild_schedule(model.optimizer, config.optim, steps):
+            notes.append(f"{config.optim.lr_schedule} learning-rate schedule rebuilt at resume for "
+                         f"{config.optim.epochs} epochs (it was planned for {planned})")
+            log(notes[-1])
+    else:
+        state = {"epoch": 0}
+        model = task.build_model()
+        runtime.compile(model, make_optimizer(config.optim, steps), task.loss(), task.metrics(),
+                        loss_weights=task.loss_weights())
+    set_input_preprocessing(model, resize_mode=config.data.resize_mode)
+    return model, state, notes
 
-        monitoring = task.monitoring(run_dir, pipelines)
-        run_callbacks = (monitoring.callbacks + list(callbacks)
-                         + standard_callbacks(run_dir, monitoring.monitor, monitoring.mode, config.optim.early_stopping,
-                                              tensorboard=config.runtime.tensorboard, resume=state["epoch"] > 0,
-                                              command=command))
-        fit_start = time.perf_counter()
-        try:
-            model.fit(pipelines["train"], validation_data=task.validation_data(pipelines), epochs=config.optim.epochs,
-                      initial_epoch=state["epoch"],
-                      steps_per_epoch=steps if task.sampler() or runtime.num_workers > 1 else None,
-                      callbacks=run_callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
-        except KeyboardInterrupt:
-            log(f"interrupted; continue with: {resume_call(run_dir, command)}")
-            raise
-        fit_time = time.perf_counter() - fit_start
 
-        final = read_run_state(checkpoints, {})
-        if not final.get("epoch"):
-            raise TrainingDiverged(
-                f"{run_dir}: the loss became NaN or infinite in the first epoch, so no checkpoint was "
-                "saved; lower --learning-rate or check the inputs")
-        if final.get("stopped"):
-            notes.append(final["stopped"])
-            log(final["stopped"])
-        best_epoch = final.get("best_epoch") or final["epoch"]
-        best = checkpoints / ("best.keras" if final.get("best_epoch") else "last.keras")
-        if best_epoch != final["epoch"] or model.stop_training:
-            model = runtime.prepare(load_model(best))
-        inference = task.inference_model(model)
-        if inference is model:
-            link_or_copy_atomic(best, run_dir / "model.keras")
-        else:
-            save_model_atomic(inference, run_dir / "model.keras")
-        for name, extra in task.extra_models(model).items():
-            save_model_atomic(extra, run_dir / name)
-        history = history_from_csv(run_dir / "history.csv")
-        results = {"train": {k: v[best_epoch - 1] for k, v in history.items()
-                             if not k.startswith("val_") and len(v) >= best_epoch}}
-        if task.validation_data(pipelines) is not None:
-            results["validation"] = {k[4:]: v[best_epoch - 1] for k, v in history.items()
-                                     if k.startswith("val_") and len(v) >= best_epoch}
-        if runtime.backend != "tensorflow":
-            results["test"], fields = task.evaluate(model, pipelines["test"])
+def fit(model: keras.Model, task, runtime, pipelines: dict, monitoring, run_dir: Path, initial_epoch: int,
+        callbacks, command: str | None, log) -> float:
+    """``model.fit`` with the task's callbacks, then ``callbacks``, then the standard ones
+    (checkpoints, CSV log, early stopping); returns the seconds it took."""
+    config = task.config
+    run_callbacks = (monitoring.callbacks + list(callbacks)
+                     + standard_callbacks(run_dir, monitoring.monitor, monitoring.mode, config.optim.early_stopping,
+                                          tensorboard=config.runtime.tensorboard, resume=initial_epoch > 0,
+                                          command=command))
+    start = time.perf_counter()
+    try:
+        model.fit(pipelines["train"], validation_data=task.validation_data(pipelines), epochs=config.optim.epochs,
+                  initial_epoch=initial_epoch,
+                  steps_per_epoch=task.steps_per_epoch if task.sampler() or runtime.num_workers > 1 else None,
+                  callbacks=run_callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
+    except KeyboardInterrupt:
+        log(f"interrupted; continue with: {resume_call(run_dir, command)}")
+        raise
+    return time.perf_counter() - start
+
+
+def best_checkpoint(model: keras.Model, runtime, run_dir: Path, notes: list[str],
+                    log) -> tuple[keras.Model, int, Path]:
+    """(the model of the best epoch, that epoch, its checkpoint) once ``fit`` is done; raises ``TrainingDiverged``
+    when no epoch was checkpointed, and adds why training stopped early to ``notes``."""
+    checkpoints = run_dir / "checkpoints"
+    final = read_run_state(checkpoints, {})
+    if not final.get("epoch"):
+        raise TrainingDiverged(
+            f"{run_dir}: the loss became NaN or infinite in the first epoch, so no checkpoint was "
+            "saved; lower --learning-rate or check the inputs")
+    if final.get("stopped"):
+        notes.append(final["stopped"])
+        log(final["stopped"])
+    best_epoch = final.get("best_epoch") or final["epoch"]
+    best = checkpoints / ("best.keras" if final.get("best_epoch") else "last.keras")
+    if best_epoch != final["epoch"] or model.stop_training:
+        model = runtime.prepare(load_model(best))
+    return model, best_epoch, best
+
+
+def save_models(task, model: keras.Model, best: Path, run_dir: Path) -> None:
+    """``model.keras`` (the task's inference model of the best checkpoint ``best``) and the task's
+    further models."""
+    inference = task.inference_model(model)
+    if inference is model:
+        link_or_copy_atomic(best, run_dir / "model.keras")
+    else:
+        save_model_atomic(inference, run_dir / "model.keras")
+    for name, extra in task.extra_models(model).items():
+        save_model_atomic(extra, run_dir / name)
+
+
+def history_results(history: dict[str, list[float]], best_epoch: int, validated: bool) -> dict:
+    """The best epoch's logged training figures, and its validation ones when ``fit`` validated."""
+    results = {"train": {k: v[best_epoch - 1] for k, v in history.items()
+                         if not k.startswith("val_") and len(v) >= best_epoch}}
+    if validated:
+        results["validation"] = {k[4:]: v[best_epoch - 1] for k, v in history.items()
+                                 if k.startswith("val_") and len(v) >= best_epoch}
+    return results
+
+
+def evaluate_test(task, model: keras.Model, dataset, runtime) -> tuple[dict[str, float], dict]:
+    """The task's evaluation of the test split. On TensorFlow outside the strategy's scope: a
+    Keras loss called under a strategy of N replicas is divided by N (the scaling its train step
+    undoes), which halved the test loss on 2."""
     if runtime.backend == "tensorflow":
-        # outside the strategy's scope: a Keras loss called under a strategy of N replicas is
-        # divided by N (the scaling its train step undoes), which halved the test loss on 2
-        results["test"], fields = task.evaluate(model, pipelines["test"])
+        return task.evaluate(model, dataset)
+    with runtime.scope():
+        return task.evaluate(model, dataset)
 
-    card = {
-        "run_id": run_dir.name,
-        "task": task.name,
-        "base_model": config.model.backbone,
-        "layout": task.layout(),
-        **counts,
-        "split": {"mode": config.data.split,
-                  **{k: round(len(v) / len(data.spec.samples), 4) for k, v in data.splits.items()}},
-        "optimizer": config.optim.optimizer,
-        "learning_rate": config.optim.learning_rate,
-        "lr_schedule": config.optim.lr_schedule,
-        "batch_size": global_batch,
-        "epochs": len(next(iter(history.values()), [])) or config.optim.epochs,
-        "planned_epochs": config.optim.epochs,
-        "best_epoch": best_epoch,
-        "monitor": monitoring.monitor,
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "fit_time_s": round(fit_time, 1),
-        "device": runtime.device,
-        "backend": runtime.backend,
-        "strategy": runtime.strategy_name,
-        "replicas": runtime.num_replicas,
-        "jit_compile": runtime.jit_compile,
-        "mixed_precision": runtime.precision,
-        "deterministic": config.runtime.deterministic,
-        "image_size": config.data.image_size,
-        "views": config.data.views,
-        "head": config.model.head if config.model.preset != "paper" else "concat (paper preset)",
-        "seed": config.seed,
-        "dataset": data.spec.source,
-        "command": " ".join(shlex.quote(a) for a in sys.argv),
-    }
-    if data.removed_from_training:
-        card["removed_from_training"] = data.removed_from_training
-    if notes:
-        card["notes"] = "; ".join(notes)
-    from kerasface.report import write_run_report
 
-    write_run_report(run_dir, card, history, results, fields.get("roc"), sections=task.report_sections(history))
+def close_run_folder(run_dir: Path, shared_dir: Path | None, runtime, log) -> Path:
+    """The run folder: a worker's own folder removed, the chief's report named."""
     if shared_dir is not None:
         shutil.rmtree(run_dir, ignore_errors=True)
         log(f"worker {runtime.worker_index} done; the chief writes {shared_dir}")

@@ -2,7 +2,9 @@
 
 A task owns its model, how labels reach it, its sampler, loss and metrics, its evaluation of a
 split, its report fields and its own callbacks; the trainer owns what every task shares
-(runtime, checkpoints, resume, history, report). Tasks are chosen by name from ``TASKS``:
+(runtime, checkpoints, resume, history, report). Tasks are chosen by name from ``TASKS``; a
+task registers itself when its module is imported, and ``TASKS`` imports ``kerasface.train.<name>``
+for a name not registered yet (``recognition``, ``multitask``). This module's tasks:
 
 - ``attributes``: multi-label attributes from CSV label columns (one sigmoid per output,
   binary cross-entropy, binary accuracy and per-label ROC AUC);
@@ -25,6 +27,7 @@ from kerasface.models import build_branch_model, init_branches_from, seed_preset
 from kerasface.registry import TASKS
 from kerasface.saving import run_model_file
 from kerasface.train.config import TrainConfig
+from kerasface.train.predict import predict_split
 
 
 @dataclasses.dataclass
@@ -225,8 +228,7 @@ class IdentityTask(Task):
 
 
 def task_class(name: str) -> type[Task]:
-    from kerasface.train import multitask, recognition  # noqa: F401  (register "multitask", "recognition")
-
+    """The task registered as ``name``, in this module or in ``kerasface.train.<name>``."""
     return TASKS.get(name)
 
 
@@ -281,20 +283,3 @@ def layout_text(config: TrainConfig, num_outputs: int, output_activation: str) -
     head = {"concat": "concat -> Dense 256 ReLU", "vote": f"vote ({model_config.vote})",
             "embedding": "concat -> Dense -> L2"}.get(model_config.head, model_config.head)
     return f"{inputs} -> {branch} -> {head} -> Dense {num_outputs} {output_activation}"
-
-
-def predict_split(model: keras.Model, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and scores of every batch; a short last batch is padded to the first batch's size
-    so that the predict function is traced once (and splits evenly across replicas). Nested
-    inputs (``((views, labels), labels)`` from ``Task.model_io``) reach the model flattened."""
-    ys, scores, full = [], [], None
-    for x, y in dataset:
-        views = [np.asarray(v) for v in keras.tree.flatten(x)]
-        n = int(views[0].shape[0])
-        full = full or n
-        if n < full:
-            views = [np.concatenate([v, np.zeros((full - n, *v.shape[1:]), v.dtype)]) for v in views]
-        score = model.predict_on_batch(views if len(views) > 1 else views[0])
-        scores.append(np.asarray(score, np.float32)[:n])
-        ys.append(np.asarray(y))
-    return np.concatenate(ys), np.concatenate(scores)

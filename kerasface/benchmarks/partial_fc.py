@@ -1,6 +1,6 @@
 """Train-step time and peak memory of a margin head alone, full or Partial FC, against the number
 of identities: the part of a recognition model that grows with them (the backbone's cost does
-not depend on the identities, see ``kerasface.train.benchmark``).
+not depend on the identities, see ``kerasface.benchmarks.train_step``).
 
 The model is ``(embeddings, labels) -> head`` with softmax cross-entropy and SGD with momentum
 0.9 and weight decay 5e-4 (insightface's optimizer: its momentum doubles the centres' memory),
@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from kerasface.losses import margin_head
-from kerasface.train.benchmark import peak_memory
+from kerasface.benchmarks.train_step import peak_memory
 from kerasface.train.runtime import resolve_runtime
 
 
