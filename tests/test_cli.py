@@ -17,7 +17,7 @@ from conftest import only_error_line
 
 from kerasface.cli import (benchmark_input, common, data_stats, export, make_demo_data, photometric_stereo,
                            train_branches)
-from kerasface.datasets.demo import DemoConfig, generate_demo_dataset
+from kerasface.datasets.demo import DemoConfig
 from kerasface.export.savedmodel import check_export_target
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_training_on_unusable_data_names_the_file_and_the_fix(tmp_path, capsys, 
         (one / name).write_bytes((image_folder / "person_0" / "0.png").read_bytes())
     single = tmp_path / "single.csv"
     single.write_text("path,identity,glasses\n" + "".join(
-        f"{image_folder / 'person_0' / f}," + f"a,yes\n" for f in ("0.png", "3.png")))
+        f"{image_folder / 'person_0' / f}," + "a,yes\n" for f in ("0.png", "3.png")))
     runs = ["--out", str(tmp_path / "runs")]
     cases = [
         (["--data", str(empty)], f"error: {empty}: no images found"),

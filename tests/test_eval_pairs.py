@@ -55,7 +55,7 @@ def test_pairs_txt_image_root_is_the_folder_without_images_subfolder(tmp_path):
 
 
 def test_pairs_txt_of_one_set_gets_ten_folds_of_both_classes(tmp_path):
-    lines = ["20"] + [f"Ann_Lee\t1\t2"] * 20 + ["Ann_Lee\t1\tBob_Ray\t1"] * 20
+    lines = ["20"] + ["Ann_Lee\t1\t2"] * 20 + ["Ann_Lee\t1\tBob_Ray\t1"] * 20
     pairs = read_lfw_pairs(write_lfw(tmp_path / "lfw", "\n".join(lines) + "\n"))
     assert pairs.num_folds == 10
     for fold in range(10):

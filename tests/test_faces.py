@@ -3,7 +3,6 @@ app, on real photographs that installed packages ship: scikit-image's astronaut 
 and matplotlib's grace_hopper.jpg."""
 
 import json
-import os
 
 import cv2
 import matplotlib.cbook

@@ -1,6 +1,5 @@
 """The data report, the input benchmark and the train benchmark on small real inputs."""
 
-import numpy as np
 import pytest
 
 from kerasface.benchmarks.input import benchmark_input

@@ -9,7 +9,6 @@ stratify=None)``.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
