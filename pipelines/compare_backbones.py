@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The research notes' backbone report cards; see kerasface/cli/compare_backbones.py or --help."""
+"""The paper's backbone report cards; see kerasface/cli/compare_backbones.py or --help."""
 
 import sys
 

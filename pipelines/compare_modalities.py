@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The research notes' modality comparison; see kerasface/cli/compare_modalities.py or --help."""
+"""The paper's modality comparison; see kerasface/cli/compare_modalities.py or --help."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""The research notes' studies as commands: the modality comparison (every row and column,
+"""The paper's studies as commands: the modality comparison (every row and column,
 frozen branches bit-identical, conclusions from the figures, resumed rows skipped) and the
 backbone report cards."""
 
@@ -49,7 +49,7 @@ def test_modality_study_writes_every_row_and_column(modality_study):
         assert "error" not in row and set(COLUMNS) <= set(row)
         for key in ("auc_cosine_last", "auc_euclidean_last", "auc_cosine_best", "auc_euclidean_best"):
             assert 0.0 <= row[key] <= 1.0
-    assert table["rows"][0]["notes (cosine / euclidean)"] == "0.9580 / 0.9575"
+    assert table["rows"][0]["paper (cosine / euclidean)"] == "0.9580 / 0.9575"
     text = (modality_study / "table.md").read_text()
     assert all(f"| {name} " in text for name in ROWS) and len(table["conclusions"]) >= 3
 
@@ -104,7 +104,7 @@ def test_conclusions_follow_the_figures():
     assert "depth > normal > albedo" in kept[-1] and "(depth) 0.9200" in kept[-2]
 
 
-def test_backbone_cards_side_by_side_with_the_notes(renders, tmp_path):
+def test_backbone_cards_side_by_side_with_the_paper(renders, tmp_path):
     from kerasface.report.card import NOTES_COLUMNS
     from kerasface.train.compare_backbones import NOTES_CARDS, compare_backbones
     from kerasface.train.config import TrainConfig
@@ -115,7 +115,7 @@ def test_backbone_cards_side_by_side_with_the_notes(renders, tmp_path):
     out = compare_backbones(config, ["vit"], out=tmp_path / "cards", backbone_kwargs={"vit": TINY_VIT},
                             log=lambda *_: None)
     rows = json.loads((out / "cards.json").read_text())["rows"]
-    assert [row["source"] for row in rows] == ["measured", "notes"] and rows[1] == {"source": "notes",
+    assert [row["source"] for row in rows] == ["measured", "paper"] and rows[1] == {"source": "paper",
                                                                                     **NOTES_CARDS["vit"]}
     measured = rows[0]
     assert all(measured[c] not in ("", "-") for c in NOTES_COLUMNS)

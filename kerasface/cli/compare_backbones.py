@@ -1,4 +1,4 @@
-"""Report cards of the research notes' three backbones (section 3), side by side with theirs.
+"""Report cards of the paper's three backbones (section 3), side by side with theirs.
 
     kerasface-compare-backbones [--backbones densenet121 efficientnetv2s vit] [--preset paper] [training flags]
     (or python pipelines/compare_backbones.py)
@@ -6,17 +6,17 @@
 Every backbone trains the same multi-branch attribute run (train_branches' settings and any
 training flag given here: --data, --epochs, --views, ...) into
 <out>/compare-backbones-<time>/<backbone>/, whose report.md holds its card; cards.md /
-cards.json there put the cards side by side in the notes' columns (layout, trainable and
+cards.json there put the cards side by side in the paper's columns (layout, trainable and
 non-trainable parameters with their size, epochs and time, batch, train / validation /
-evaluation binary accuracy, loss and AUC, device), each beside the notes' card, then every
-field of each card. With --preset paper (or its old name seed) the layouts are the notes'
+evaluation binary accuracy, loss and AUC, device), each beside the paper's card, then every
+field of each card. With --preset paper (or its old name seed) the layouts are the paper's
 (include_top branches, concat -> Dense 256 ReLU -> Dense 10 sigmoid; their parameter counts);
 without it each branch gives pooled features, and ViT is a small one (dim 128, depth 4, 4
 heads, MLP 256, patch 8). A study given with --resume-table DIR reuses its finished runs and continues the
 one it was in.
 
 Without --data: 50 demo identities x 10 images, top / centre / bottom 32 px crops, a 50 / 10
-/ 40 train / validation / test split, 2 epochs of batch 16 at Adam 1e-3 (the notes: 224 px,
+/ 40 train / validation / test split, 2 epochs of batch 16 at Adam 1e-3 (the paper: 224 px,
 7 to 22 epochs, 50% test); about 20 minutes on 2 CPU cores.
 """
 

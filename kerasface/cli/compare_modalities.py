@@ -1,4 +1,4 @@
-"""The research notes' modality comparison (section 2): one identity-embedding branch per
+"""The paper's modality comparison (section 2): one identity-embedding branch per
 photometric-stereo modality, the three frozen and fused, the fusion fine-tuned.
 
     kerasface-compare-modalities [--runs 2] [training flags]   (or python pipelines/compare_modalities.py)
@@ -9,14 +9,14 @@ and fused by concatenation (only the fusion's Dense layer, its batch norm and th
 train), then the same fusion with the branches fine-tuned jointly. Each row lives in
 <out>/compare-modalities-<time>/<row>-run-<k>/; table.md / table.json there give verification
 AUC by cosine and euclidean distance on identities never trained on, at the last and the best
-epoch, beside the notes' figure, and say which of the notes' conclusions held on this data.
+epoch, beside the paper's figure, and say which of the paper's conclusions held on this data.
 A study given with --resume-table DIR reuses its finished rows and continues the one it was in.
 
 --data: albedo | normal | depth tiles (kerasface-photometric-stereo's output), or the renders
 it reads (lights.json and photometric/), turned into tiles under the study folder. Without
 --data: the demo dataset's photometric renders at 64 px, 60 identities x 10 images, panels of
 32 px, iresnet18 embeddings of 128, ArcFace at scale 16 and margin 0.3, 4 epochs of batch 32
-(the notes trained larger images for longer), identity split 60 / 10 / 30; about 20 minutes
+(the paper trained larger images for longer), identity split 60 / 10 / 30; about 20 minutes
 on 2 CPU cores.
 """
 

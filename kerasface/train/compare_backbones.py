@@ -1,6 +1,6 @@
-"""Report cards of the research notes' three backbones (section 3): DenseNet121,
+"""Report cards of the paper's three backbones (section 3): DenseNet121,
 EfficientNetV2S and ViT trained on the same data with the same budget, each card beside the
-notes' own."""
+paper's own."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from kerasface.train.compare import dataset_description, run_trainings, study_fo
 from kerasface.train.config import TrainConfig
 
 BACKBONES = ("densenet121", "efficientnetv2s", "vit")
-# the notes' cards, as section 3 gives them
+# the paper's cards, as section 3 gives them
 NOTES_CARDS = {
     "densenet121": {
         "base": "DenseNet121", "layout": "3 images -> 3x DenseNet121 -> Dense 256 ReLU -> Dense 10 sigmoid",
@@ -47,8 +47,8 @@ CARD_METRICS = ("binary_accuracy", "auc", "loss")
 def compare_backbones(config: TrainConfig, backbones=BACKBONES, out=None, log=print,
                       backbone_kwargs: dict[str, dict] | None = None) -> Path:
     """Train ``config`` once per backbone (run folders ``<out>/<backbone>``, ``backbone_kwargs``
-    per backbone; none with ``--preset paper``, whose layouts are the notes') and write
-    ``cards.md`` / ``cards.json`` there: the measured cards beside the notes' side by side,
+    per backbone; none with ``--preset paper``, whose layouts are the paper's) and write
+    ``cards.md`` / ``cards.json`` there: the measured cards beside the paper's side by side,
     then every field of each run's card. A finished run is reused, an interrupted one continues."""
     out = study_folder(out, config.out, "compare-backbones")
     kwargs = {} if config.model.preset == "paper" else dict(backbone_kwargs or {})
@@ -65,16 +65,16 @@ def compare_backbones(config: TrainConfig, backbones=BACKBONES, out=None, log=pr
                          "results": format_results(results, done.report["card"].get("split"))})
             cards += [f"## {backbone}", markdown_table(list(done.report["card_text"].items()), ["field", "value"])]
         if backbone in NOTES_CARDS:
-            rows.append({"source": "notes", **NOTES_CARDS[backbone]})
+            rows.append({"source": "paper", **NOTES_CARDS[backbone]})
     setting = {"task": config.task, "dataset": dataset_description(config.data), "views": config.data.views,
                "image_size": config.data.image_size, "preset": config.model.preset or "pooled features",
                "epochs": config.optim.epochs, "batch_size": config.optim.batch_size,
                "learning_rate": config.optim.learning_rate, "split (test, validation)":
                f"{config.data.test_fraction}, {config.data.validation_fraction}"}
     text = (", ".join(f"{k}: {v}" for k, v in setting.items())
-            + "\n\nEach backbone's measured card (same data, same budget), then the research notes' card for "
-            "the same backbone; the notes trained 224 px images for longer on other devices. Results: binary "
+            + "\n\nEach backbone's measured card (same data, same budget), then the paper's card for "
+            "the same backbone; the paper trained 224 px images for longer on other devices. Results: binary "
             "accuracy, AUC and loss per split (every metric is in each run's report.md).")
-    write_table(out, "cards", "Backbone report cards (research notes, section 3)", text, COLUMNS, rows,
+    write_table(out, "cards", "Backbone report cards (paper, section 3)", text, COLUMNS, rows,
                 {"setting": setting}, log, after="\n\n".join(cards))
     return out

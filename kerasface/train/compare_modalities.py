@@ -1,4 +1,4 @@
-"""The modality comparison of the research notes (section 2): one identity-embedding branch
+"""The modality comparison of the paper (section 2): one identity-embedding branch
 per photometric-stereo modality, the three frozen and fused by concatenation, then the same
 fusion fine-tuned jointly; verification AUC on identities never trained on."""
 
@@ -15,7 +15,7 @@ from kerasface.train.config import TrainConfig
 
 MODALITIES = VIEW_NAMES["modalities"]
 FROZEN, TUNED = "fused frozen", "fused fine-tuned"
-# section 2 of the notes: (cosine, euclidean) AUC per run, in the notes' order
+# section 2 of the paper: (cosine, euclidean) AUC per run, in the paper's order
 NOTES_AUC = {
     "albedo": [(0.9580, 0.9575), (0.9485, 0.9502)],
     "normal": [(0.9386, 0.9394), (0.8976, 0.9177)],
@@ -24,7 +24,7 @@ NOTES_AUC = {
 }
 NOTES_TUNED = {"last": (0.9493, 0.9607), "best": (0.9659, 0.9686)}
 COLUMNS = ("modality", "run", "seed", "auc_cosine_last", "auc_euclidean_last", "auc_cosine_best",
-           "auc_euclidean_best", "best_epoch", "epochs", "notes (cosine / euclidean)")
+           "auc_euclidean_best", "best_epoch", "epochs", "paper (cosine / euclidean)")
 METRIC = "val_test_auc_{}"
 
 
@@ -76,7 +76,7 @@ def _spread(rows: list[dict], modality: str, key: str) -> float:
 
 
 def conclusions(rows: list[dict]) -> list[str]:
-    """Which of the notes' conclusions held on these figures (means over the runs)."""
+    """Which of the paper's conclusions held on these figures (means over the runs)."""
     lines = []
     frozen = {d: _mean(rows, FROZEN, f"auc_{d}_best") for d in ("cosine", "euclidean")}
     epochs = ["last", "best"]
@@ -117,7 +117,7 @@ def conclusions(rows: list[dict]) -> list[str]:
 
 def compare_modalities(config: TrainConfig, data: str | None = None, out=None, runs: int = 2, log=print,
                        demo_config=None) -> Path:
-    """Train the notes' modality comparison ``runs`` times (seeds ``config.seed + k``) into
+    """Train the paper's modality comparison ``runs`` times (seeds ``config.seed + k``) into
     ``<out>/<row>-run-<k>/`` and write ``table.md`` / ``table.json`` there. ``config`` is a
     recognition run over the modalities view; a finished row is reused, an interrupted one
     continues."""
@@ -128,7 +128,7 @@ def compare_modalities(config: TrainConfig, data: str | None = None, out=None, r
 
     def row(modality: str, run: int, done: Training) -> None:
         entry = {"modality": modality, "run": run, "seed": config.seed + run - 1,
-                 "notes (cosine / euclidean)": _notes_text(modality, run)}
+                 "paper (cosine / euclidean)": _notes_text(modality, run)}
         if done.error:
             entry["error"] = done.error
         else:
@@ -165,8 +165,8 @@ def compare_modalities(config: TrainConfig, data: str | None = None, out=None, r
             + "\n\nVerification AUC on the test identities (never trained on), by cosine similarity and "
             "euclidean distance, at the last epoch and at the best epoch (by the validation identities' "
             "cosine AUC); the fused rows start from the same run's three branches, frozen or fine-tuned. "
-            "The notes' column gives the research notes' figure for the same row and run.\n\n"
+            "The paper's column gives the paper's figure for the same row and run.\n\n"
             + "\n".join(f"- {line}" for line in found))
-    write_table(out, "table", "Modality comparison (research notes, section 2)", text, COLUMNS, rows,
+    write_table(out, "table", "Modality comparison (paper, section 2)", text, COLUMNS, rows,
                 {"card": card, "conclusions": found}, log)
     return out
