@@ -28,7 +28,8 @@ from kerasface.faces.index import DEFAULT_KIND, KINDS
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help=".keras file, run folder, SavedModel folder, .onnx or .tflite file")
+    parser.add_argument("--model", required=True,
+                        help=".keras file, run folder, SavedModel folder, .onnx or .tflite file")
     parser.add_argument("--image-size", type=positive_int, help="face size for models that accept any size")
     parser.add_argument("--min-face-size", type=positive_float, default=20, help="smallest face in pixels (20)")
     parser.add_argument("--detection-threshold", type=float, default=0.9,
