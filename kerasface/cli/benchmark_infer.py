@@ -58,8 +58,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="benchmark-infer-") as temporary:
         folder = Path(args.keep) if args.keep else Path(temporary)
         folder.mkdir(parents=True, exist_ok=True)
-        rows = benchmark_formats(model, args.formats, folder, calibration, settings)
-        for row in rows:
+        for row in benchmark_formats(model, args.formats, folder, calibration, settings):
             if not args.keep:
                 row.pop("path")
             print(json.dumps(row), flush=True)

@@ -95,8 +95,8 @@ def time_predict(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray
 
 
 def benchmark_formats(model_file, formats, folder, calibration: np.ndarray | None = None,
-                      settings: InferBenchmark = InferBenchmark()) -> list[dict]:
-    """One row per format: size on disk, batch-1 p50 latency, images/s at the batch size.
+                      settings: InferBenchmark = InferBenchmark()):
+    """Yields one row per format, as each is measured: size on disk, batch-1 p50 latency, images/s at the batch size.
     ``calibration``: float32 RGB images at the model's size for the int8 calibration and the
     exports' checks; synthetic images when None (the rows say which)."""
     from kerasface.eval.embeddings import load_embedding_model
@@ -108,7 +108,6 @@ def benchmark_formats(model_file, formats, folder, calibration: np.ndarray | Non
     size = tuple(int(s) for s in model.input_shape[1:3])
     source = "given" if calibration is not None else "synthetic"
     images = calibration if calibration is not None else synthetic_images(32, size)
-    rows = []
     for name in formats:
         path = export_format(name, model, Path(model_file), Path(folder), images[:8], images)
         embedding = load_embedding_model(path)
@@ -116,5 +115,4 @@ def benchmark_formats(model_file, formats, folder, calibration: np.ndarray | Non
                **time_predict(embedding.predict, images, settings), "batch_size": settings.batch_size}
         if name == "litert-int8":
             row["calibration"] = f"{len(images)} {source} images"
-        rows.append(row)
-    return rows
+        yield row
