@@ -53,11 +53,13 @@ def synthetic_images(count: int, size: tuple[int, int], seed: int = 0) -> np.nda
 
 
 def export_format(name: str, model, model_file: Path, folder: Path, check_images: np.ndarray,
-                  calibration: np.ndarray) -> Path:
-    """The file or folder of ``model`` in format ``name`` (``FORMATS``), written under ``folder``."""
+                  calibration: np.ndarray, checked: bool = True) -> tuple[Path, dict]:
+    """The file or folder of ``model`` in format ``name`` (``FORMATS``), written under ``folder``,
+    and for ONNX and LiteRT their agreement with the Keras model on ``check_images`` (``checked``
+    False: kept whatever it is)."""
     fmt, quantize = FORMATS[name]
     if fmt == "keras":
-        return Path(model_file)
+        return Path(model_file), {}
     if fmt == "savedmodel":
         from kerasface.data.pipeline import InputConfig
         from kerasface.export.savedmodel import export_savedmodel
@@ -66,12 +68,14 @@ def export_format(name: str, model, model_file: Path, folder: Path, check_images
         recorded = input_preprocessing(model)
         height, width = model.input_shape[1:3]
         config = InputConfig(image_size=int(height), resize_mode=(recorded.resize_mode if recorded else None) or "pad")
-        return export_savedmodel(model, config, folder / "savedmodel")
-    from kerasface.export.portable import export_portable
+        return export_savedmodel(model, config, folder / "savedmodel"), {}
+    from kerasface.export.portable import Check, export_portable
 
     out = folder / f"{name}{SUFFIXES[fmt]}"
-    export_portable(model, out, fmt, check_images, quantize, calibration if quantize == "int8" else None)
-    return out
+    figures = export_portable(model, out, fmt, check_images, quantize, calibration if quantize == "int8" else None,
+                              check=None if checked else Check(float("inf"), -1.0))
+    return out, {"mean_cosine": figures["mean_cosine"], "relative_max_abs_difference":
+                 figures["relative_max_abs_difference"]}
 
 
 def time_predict(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray, settings: InferBenchmark) -> dict:
@@ -95,10 +99,13 @@ def time_predict(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray
 
 
 def benchmark_formats(model_file, formats, folder, calibration: np.ndarray | None = None,
-                      settings: InferBenchmark = InferBenchmark()):
-    """Yields one row per format, as each is measured: size on disk, batch-1 p50 latency, images/s at the batch size.
+                      settings: InferBenchmark = InferBenchmark(), checked: bool = True):
+    """Yields one row per format, as each is measured (an export that fails its check: a row
+    with its ``error``): size on disk, batch-1 p50 latency, images/s at the batch size.
     ``calibration``: float32 RGB images at the model's size for the int8 calibration and the
-    exports' checks; synthetic images when None (the rows say which)."""
+    exports' checks; synthetic images when None (the rows say which). ``checked`` False keeps an
+    export that disagrees with the Keras model (random weights: the timing does not depend on
+    them); the rows carry the agreement either way."""
     from kerasface.eval.embeddings import load_embedding_model
     from kerasface.saving import load_model
 
@@ -106,13 +113,19 @@ def benchmark_formats(model_file, formats, folder, calibration: np.ndarray | Non
 
     model = load_model(model_file, compile=False)
     size = tuple(int(s) for s in model.input_shape[1:3])
-    source = "given" if calibration is not None else "synthetic"
     images = calibration if calibration is not None else synthetic_images(32, size)
     for name in formats:
-        path = export_format(name, model, Path(model_file), Path(folder), images[:8], images)
+        try:
+            path, agreement = export_format(name, model, Path(model_file), Path(folder), images[:8], images,
+                                            checked)
+        except RuntimeError as error:  # an export that fails its check against the Keras model
+            yield {"format": name, "error": str(error)}
+            continue
         embedding = load_embedding_model(path)
         row = {"format": name, "path": str(path), "size_bytes": size_on_disk(path), "image_size": list(size),
-               **time_predict(embedding.predict, images, settings), "batch_size": settings.batch_size}
+               **time_predict(embedding.predict, images, settings), "batch_size": settings.batch_size,
+               **agreement}
         if name == "litert-int8":
-            row["calibration"] = f"{len(images)} {source} images"
+            row["calibration"] = (f"{len(images)} images (--calibration)" if calibration is not None
+                                  else f"{len(images)} synthetic images")
         yield row
