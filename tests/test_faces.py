@@ -518,6 +518,25 @@ def test_enrolled_gallery_records_people_and_model(gallery, app_files):
     saved.check_model(load_embedding_model(app_files["run"]))
 
 
+def test_an_onnx_export_enrolls_the_people_as_the_keras_model_does(gallery, app_files):
+    from kerasface.cli.identify import main
+    from kerasface.eval.embeddings import load_embedding_model
+    from kerasface.export.portable import export_portable
+    from kerasface.faces.gallery import Gallery
+    from kerasface.saving import load_model
+
+    exported = app_files["root"] / "model.onnx"
+    export_portable(load_model(app_files["model"], compile=False), exported, "onnx",
+                    np.random.default_rng(0).uniform(0, 255, (2, 112, 112, 3)).astype(np.float32))
+    out = app_files["root"] / "gallery-onnx.npz"
+    assert main(["enroll", "--model", str(exported), "--gallery", str(app_files["people"]), "--out", str(out),
+                 "--flip", "--quiet"]) == 0
+    ours, theirs = Gallery.load(out), Gallery.load(gallery)
+    assert ours.names == theirs.names and ours.model == str(exported)
+    np.testing.assert_allclose(ours.embeddings, theirs.embeddings, atol=1e-4)
+    theirs.check_model(load_embedding_model(exported))
+
+
 def test_identifies_both_people_in_a_folder_of_images(gallery, app_files, capsys):
     from kerasface.cli.identify import main
 

@@ -3,7 +3,8 @@
     kerasface-identify enroll --model M --gallery DIR --out gallery.npz [--flip] [--index [flat|ivf|hnsw]]
     kerasface-identify run --model M --gallery gallery.npz INPUT [--out DIR] [--threshold T] [--index ...]
 
---model: any embedding model the kit trains or exports (.keras file, run folder, SavedModel).
+--model: any embedding model the kit trains or exports (.keras file, run folder, SavedModel, .onnx or
+.tflite file from kerasface-export: read as evaluation reads it, kerasface.eval.embeddings).
 enroll: DIR has one sub-folder of photos per person; the largest face of each photo is aligned
 and embedded, and each person's embeddings are averaged. The gallery file records the model and
 refuses a different one.
@@ -27,7 +28,8 @@ from kerasface.faces.index import DEFAULT_KIND, KINDS
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help=".keras file, run folder or SavedModel folder")
+    parser.add_argument("--model", required=True,
+                        help=".keras file, run folder, SavedModel folder, .onnx or .tflite file")
     parser.add_argument("--image-size", type=positive_int, help="face size for models that accept any size")
     parser.add_argument("--min-face-size", type=positive_float, default=20, help="smallest face in pixels (20)")
     parser.add_argument("--detection-threshold", type=float, default=0.9,

@@ -194,10 +194,11 @@ def compare(predict: Callable, model: keras.Model, images: np.ndarray) -> dict:
 
 
 def export_portable(model: keras.Model, out, fmt: str, images: np.ndarray, quantize: str = "none",
-                    calibration: np.ndarray | None = None) -> dict:
+                    calibration: np.ndarray | None = None, check: Check | None = None) -> dict:
     """Write ``model`` as ``fmt`` (``onnx``, ``litert``) to ``out`` when, on ``images`` (float32
-    RGB in [0, 255] at the model's input size), it agrees with the Keras model; its figures go to
-    ``out.json``. Returns them; raises, writing nothing, when the check fails."""
+    RGB in [0, 255] at the model's input size), it agrees with the Keras model within ``check``
+    (default ``CHECKS[quantize]``); its figures go to ``out.json``. Returns them; raises, writing
+    nothing, when the check fails."""
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(f"ONNX and LiteRT export need the TensorFlow backend; KERAS_BACKEND is "
                            f"{keras.backend.backend()!r}")
@@ -222,7 +223,7 @@ def export_portable(model: keras.Model, out, fmt: str, images: np.ndarray, quant
         exported.export(str(tmp), format=fmt, input_signature=signature, verbose=False, **options)
         _, predict = PREDICTORS[fmt](tmp)
         figures = compare(predict, model, images)
-        check = CHECKS[quantize]
+        check = check or CHECKS[quantize]
         if figures["relative_max_abs_difference"] > check.relative_max_abs or figures["mean_cosine"] < check.mean_cosine:
             raise RuntimeError(
                 f"{out}: the {fmt} export ({quantize}) differs from the Keras model: max abs difference "
