@@ -86,11 +86,13 @@ def test_every_set_up_installs_exactly_one_tensorflow():
         assert _tensorflows(base + extras["gpu"], machine) == ["tensorflow"]
         assert _tensorflows(base + extras["gpu"] + extras["jax-gpu"] + extras["test"], machine) == ["tensorflow"]
         assert _tensorflows(base + extras["cpu"] + extras["test"], machine) != []
+        assert _tensorflows(extras["serve"] + extras["interop"], machine) == []  # they add none of their own
     assert [str(r) for r in extras["gpu"]] == ["tensorflow[and-cuda]<2.22,>=2.21"]
     assert {r.name: r.extras for r in extras["jax-gpu"]} == {"jax": {"cuda12"}}
-    # make install (and CI's make test) installs the cpu extra unless told otherwise
+    # make install (and CI's make test) installs the cpu extra, with the test, serve and interop ones,
+    # unless told otherwise
     makefile = (REPO / "Makefile").read_text()
-    assert re.search(r"^EXTRAS \?= cpu,test$", makefile, re.M) and '-e ".[$(EXTRAS)]"' in makefile
+    assert re.search(r"^EXTRAS \?= cpu,test,serve,interop$", makefile, re.M) and '-e ".[$(EXTRAS)]"' in makefile
 
 
 @pytest.mark.backend
