@@ -46,7 +46,7 @@ def test_one_row_per_format_with_positive_figures_and_the_files_sizes(tmp_path, 
 
 
 def test_an_export_failing_its_check_is_an_error_row_and_status_1(tmp_path, capsys, monkeypatch):
-    from kerasface.export import benchmark
+    from kerasface.benchmarks import infer as benchmark
 
     def fails(name, *args):
         if name == "onnx":

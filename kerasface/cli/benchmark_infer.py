@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     add_debug_argument(parser)
     args = parser.parse_args(argv)
 
-    from kerasface.export.benchmark import InferBenchmark, benchmark_formats
+    from kerasface.benchmarks.infer import InferBenchmark, benchmark_formats
 
     model = Path(args.model)
     if not model.is_file() or model.suffix != ".keras":
