@@ -51,13 +51,11 @@ def test_exactly_the_named_people_and_those_with_few_images_are_left_out():
 
 
 def test_a_run_leaves_the_identities_with_few_images_out_of_training_only(tmp_path):
-    import argparse
-
     import cv2
 
-    from kerasface.cli.train_recognition import DEFAULTS, add_recognition_arguments
-    from kerasface.registry import TASKS
-    from kerasface.train.config import add_config_arguments, config_from_args
+    from kerasface.cli.train_recognition import DEFAULTS
+    from kerasface.cli.training import training_parser
+    from kerasface.train.config import config_from_args
     from kerasface.train.data import load_run_data
 
     rng = np.random.default_rng(0)
@@ -66,9 +64,7 @@ def test_a_run_leaves_the_identities_with_few_images_out_of_training_only(tmp_pa
         folder.mkdir(parents=True)
         for k in range(count):
             assert cv2.imwrite(str(folder / f"{k}.png"), rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
-    parser = argparse.ArgumentParser()
-    add_config_arguments(parser, TASKS.names())
-    add_recognition_arguments(parser)
+    parser = training_parser(None, ["recognition"])
     args = ["--data", str(tmp_path / "faces"), "--test-fraction", "0.2", "--validation-fraction", "0.2"]
     every = config_from_args(parser.parse_args(args), DEFAULTS)
     config = config_from_args(parser.parse_args(args + ["--min-images-per-identity", "3"]), DEFAULTS)

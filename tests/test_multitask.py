@@ -227,7 +227,7 @@ def test_multitask_table_has_every_row_in_order():
 
 
 def test_loss_weights_by_group_and_by_output():
-    from kerasface.train.config import resolve_loss_weights
+    from kerasface.train.multitask import resolve_loss_weights
 
     weights = resolve_loss_weights({"attributes": 2, "da_pose": 0.5, "id": 0.1}, ["gender", "pose"], True)
     assert weights == {"id": 0.1, "gender": 2.0, "da_gender": 1.0, "pose": 2.0, "da_pose": 0.5}

@@ -1,7 +1,6 @@
 """Recognition runs on real-data terms: standard pair sets verified every epoch, the monitor that
 picks the best checkpoint, and head settings that follow the training data's size."""
 
-import argparse
 import json
 import math
 import pickle
@@ -13,7 +12,7 @@ import pytest
 from kerasface.errors import BadInputError
 from kerasface.report import load_run_report
 from kerasface.train.callbacks import read_run_state
-from kerasface.train.config import TrainConfig, add_config_arguments, config_from_args, load_run_config
+from kerasface.train.config import TrainConfig, config_from_args, load_run_config
 from kerasface.train.recognition import DEMO_ARCFACE_MARGIN, DEMO_HEAD_SCALE
 from kerasface.train.recognition_defaults import recognition_defaults
 from kerasface.train.run import train
@@ -94,7 +93,7 @@ def test_val_pairs_are_verified_every_epoch_and_the_monitor_set_picks_the_best_c
     state = read_run_state(run_dir / "checkpoints")
     assert card["monitor"] == state["monitor"] == "val_cfp_fp_auc_cosine"
     assert card["best_epoch"] == state["best_epoch"] == best
-    assert load_run_config(run_dir).data.val_pairs == sets
+    assert load_run_config(run_dir).task_config.val_pairs == sets
 
 
 def test_an_unknown_monitor_set_and_two_sets_of_one_name_are_refused(data, tmp_path):
@@ -123,19 +122,17 @@ def test_head_settings_follow_the_number_of_training_identities():
 
 
 def test_paper_settings_flag_leaves_the_heads_own_defaults():
-    from kerasface.cli.train_recognition import DEFAULTS, add_recognition_arguments, demo_defaults
-    from kerasface.registry import TASKS
+    from kerasface.cli.train_recognition import DEFAULTS, demo_defaults
+    from kerasface.cli.training import training_parser
 
-    parser = argparse.ArgumentParser()
-    add_config_arguments(parser, TASKS.names())
-    add_recognition_arguments(parser)
+    parser = training_parser(None, ["recognition"])
     config = lambda *argv: config_from_args(parser.parse_args(list(argv)), DEFAULTS, demo_defaults)  # noqa: E731
     paper = config("--paper-settings")
-    assert paper.model.paper_settings and paper.model.loss_kwargs == {}
-    assert config().model.loss_kwargs == {"scale": DEMO_HEAD_SCALE, "margin": DEMO_ARCFACE_MARGIN}
+    assert paper.task_config.paper_settings and paper.task_config.loss_kwargs == {}
+    assert config().task_config.loss_kwargs == {"scale": DEMO_HEAD_SCALE, "margin": DEMO_ARCFACE_MARGIN}
     own = config("--data", "faces/", "--val-pairs", "lfw/pairs.txt", "--monitor", "lfw")
-    assert (own.model.paper_settings, own.optim.monitor, own.optim.epochs) == (False, "lfw", 20)
-    assert own.data.val_pairs[0].endswith("lfw/pairs.txt")
+    assert (own.task_config.paper_settings, own.task_config.monitor, own.optim.epochs) == (False, "lfw", 20)
+    assert own.task_config.val_pairs[0].endswith("lfw/pairs.txt")
 
 
 def test_many_identities_of_few_images_train_above_chance_with_the_data_settings(tmp_path):
@@ -152,7 +149,7 @@ def test_many_identities_of_few_images_train_above_chance_with_the_data_settings
     identities = 32
     chance = 1 / identities
     assert max(report["history"]["accuracy"]) > 2 * chance
-    saved = json.loads((tmp_path / "run" / "config.json").read_text())["model"]["loss_kwargs"]
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["recognition"]["loss_kwargs"]
     assert saved == {"scale": 16.0, "margin": round(0.3 * 2 / 9, 3)}
     section = next(s for s in report["sections"] if s["title"] == "Loss settings")
     assert f"{identities} training identities, 3.0 images each" in section["text"]

@@ -563,7 +563,7 @@ def test_recognition_trains_an_embedding_and_verifies_unseen_identities(tmp_path
     assert len(embedding.inputs) == 1 and embedding.outputs[0].shape[-1] == 16
     assert input_preprocessing(embedding).resize_mode == "crop"
     config = json.loads((run_dir / "config.json").read_text())
-    assert (config["task"], config["data"]["split"], config["model"]["loss"]) == ("recognition", "identity", "arcface")
+    assert (config["task"], config["data"]["split"], config["recognition"]["loss"]) == ("recognition", "identity", "arcface")
     if keras.backend.backend() == "tensorflow":  # a fresh process that imported nothing of the kit's models
         import subprocess
 
@@ -633,26 +633,24 @@ def test_a_recordio_recognition_run_keeps_the_best_validation_epoch(tmp_path):
 
 def test_recognition_demo_settings_follow_the_chosen_loss():
     """Without --data the demo's head options depend on --loss; flags and --data win over them."""
-    import argparse
-
     from kerasface.cli.train_recognition import DEFAULTS, demo_defaults
-    from kerasface.registry import TASKS
+    from kerasface.cli.training import training_parser
 
-    parser = argparse.ArgumentParser()
-    add_config_arguments(parser, TASKS.names())
+    parser = training_parser(None, ["recognition"])
 
     def config(*argv):
         return config_from_args(parser.parse_args(list(argv)), DEFAULTS, demo_defaults)
 
     demo = config()
-    assert (demo.model.loss, demo.model.loss_kwargs, demo.data.image_size) == ("arcface", {"scale": 16.0, "margin": 0.3}, 40)
-    assert config("--loss", "cosface").model.loss_kwargs == {"scale": 16.0}
-    assert config("--loss", "ohem+normface").model.loss_kwargs == {"scale": 16.0}
-    assert config("--loss", "triplet").model.loss_kwargs == {}
-    assert config("--loss-kwargs", '{"scale": 30}').model.loss_kwargs == {"scale": 30}
+    assert (demo.task_config.loss, demo.task_config.loss_kwargs, demo.data.image_size) == \
+        ("arcface", {"scale": 16.0, "margin": 0.3}, 40)
+    assert config("--loss", "cosface").task_config.loss_kwargs == {"scale": 16.0}
+    assert config("--loss", "ohem+normface").task_config.loss_kwargs == {"scale": 16.0}
+    assert config("--loss", "triplet").task_config.loss_kwargs == {}
+    assert config("--loss-kwargs", '{"scale": 30}').task_config.loss_kwargs == {"scale": 30}
     assert config("--image-size", "56").data.image_size == 56
     own = config("--data", "faces/")
-    assert (own.model.loss_kwargs, own.data.image_size, own.optim.epochs) == ({}, 112, 20)
+    assert (own.task_config.loss_kwargs, own.data.image_size, own.optim.epochs) == ({}, 112, 20)
     assert demo.optim.epochs == 5 and not demo.data.augment and own.data.augment
 
 

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
 
     parser = study_parser(__doc__, "attributes", "backbone comparison", ("backbones", BACKBONES))
     args = parser.parse_args(argv)
-    config = config_from_args(args, None, DEMO_DEFAULTS)
+    config = config_from_args(args, None, DEMO_DEFAULTS, tasks=["attributes"])
     kwargs = {} if args.backbone_kwargs is not None else STUDY_BACKBONE_KWARGS
     compare_backbones(config, args.backbones, out=args.resume_table, backbone_kwargs=kwargs)
     return 0

@@ -23,9 +23,9 @@ def main(argv=None) -> int:
 
     parser = study_parser(__doc__, "recognition", "comparison", ("losses", COMPARED_LOSSES))
     args = parser.parse_args(argv)
-    config = config_from_args(args, DEFAULTS, DEMO_DEFAULTS)
+    config = config_from_args(args, DEFAULTS, DEMO_DEFAULTS, tasks=["recognition"])
     loss_kwargs = None
-    if config.data.path is None and not config.model.loss_kwargs:
+    if config.data.path is None and not config.task_config.loss_kwargs:
         from kerasface.train.recognition import demo_loss_kwargs as loss_kwargs
     compare_losses(config, args.losses, out=args.resume_table, loss_kwargs=loss_kwargs)
     return 0

@@ -38,7 +38,7 @@ def demo_defaults(config) -> dict:
     """The demo study's settings and the chosen loss's demo options (ArcFace: scale 16, margin 0.3)."""
     from kerasface.train.recognition import demo_loss_kwargs
 
-    return {**DEMO_DEFAULTS, "loss_kwargs": demo_loss_kwargs(config.model.loss)}
+    return {**DEMO_DEFAULTS, "loss_kwargs": demo_loss_kwargs(config.task_config.loss)}
 
 
 @cli_main
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     if args.runs < 1:
         parser.error(f"--runs must be >= 1, got {args.runs}")
     data, args.data = args.data, None
-    config = config_from_args(args, STUDY_DEFAULTS, demo_defaults if data is None else None)
+    config = config_from_args(args, STUDY_DEFAULTS, demo_defaults if data is None else None, tasks=["recognition"])
     demo = None
     if data is None:
         from kerasface.datasets.demo import DemoConfig

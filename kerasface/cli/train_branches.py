@@ -36,4 +36,5 @@ DEMO_DEFAULTS = {
 
 @cli_main
 def main(argv=None) -> int:
-    return training_command(argv, "kerasface-train-branches", __doc__, demo_defaults=DEMO_DEFAULTS)
+    return training_command(argv, "kerasface-train-branches", __doc__, demo_defaults=DEMO_DEFAULTS,
+                            tasks=("attributes", "identity"))

@@ -38,7 +38,6 @@ import argparse
 
 from kerasface.cli.common import cli_main
 from kerasface.cli.training import training_command
-from kerasface.settings_file import json_object
 
 DEFAULTS = {
     "task": "multitask", "backbone": "iresnet18", "loss": "normface", "views": "single", "split": "identity",
@@ -48,28 +47,9 @@ DEFAULTS = {
 }
 
 
-def on_off(text: str) -> bool:
-    if text not in ("on", "off"):
-        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
-    return text == "on"
-
-
-def add_multitask_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("multitask")
+def add_probe_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("probe")
     a = g.add_argument
-    a("--attributes", nargs="+", help="attribute columns to learn (default: every label column)")
-    a("--head-units", type=int, help="hidden units of each attribute and adversary head (default 128; 0: linear)")
-    a("--adversarial", type=on_off, metavar="{on,off}",
-      help="an adversary per attribute on the identity embedding, behind a gradient reversal (default on)")
-    a("--reversal-lambda", type=float, help="gradient-reversal strength lambda (default 1)")
-    a("--reversal-warmup", type=float, metavar="EPOCHS",
-      help="DANN warm-up of lambda over this many epochs, 2/(1+exp(-10p))-1 (default 0: constant lambda)")
-    a("--adversary-speed", type=float, help="the adversaries learn this many times faster than the rest (their "
-      "weights scaled, as a learning-rate multiplier under Adam; default 1)")
-    a("--loss-weights", type=json_object, metavar="JSON",
-      help='loss weights: {"id": w, "attributes": w, "adversarial": w, "<attr>": w, "da_<attr>": w} (default 1)')
-    a("--no-missing-labels", action="store_false", dest="missing_labels", default=None,
-      help="an empty attribute cell is bad input (default: a missing value, masked out of the loss)")
     a("--probe", action="store_true", help="after training, train the same run with the adversaries switched the "
       "other way and compare linear-probe AUCs of both identity embeddings (written into both reports)")
     a("--probe-only", metavar="RUN_DIR", help="run the --probe comparison for a finished run, without training it")
@@ -96,5 +76,5 @@ def main(argv=None) -> int:
 
         probe_comparison(parser.parse_args(given).probe_only)
         return 0
-    return training_command(argv, "kerasface-train-multitask", __doc__, DEFAULTS, add_arguments=add_multitask_arguments,
+    return training_command(argv, "kerasface-train-multitask", __doc__, DEFAULTS, add_arguments=add_probe_arguments,
                             after=after_training)

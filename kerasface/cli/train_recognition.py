@@ -34,10 +34,7 @@ an insightface model, or an earlier run's folder) under a new margin head; --ima
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from kerasface.cli.common import cli_main, non_negative_int
+from kerasface.cli.common import cli_main
 from kerasface.cli.training import training_command
 
 DEFAULTS = {
@@ -55,32 +52,10 @@ def demo_defaults(config) -> dict:
     """The demo run's settings: small images, a short schedule and the chosen loss's demo options."""
     from kerasface.train.recognition import demo_loss_kwargs
 
-    return {**DEMO_DEFAULTS, "loss_kwargs": {} if config.model.paper_settings else demo_loss_kwargs(config.model.loss)}
-
-
-def add_recognition_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("recognition")
-    g.add_argument("--exclude-identities", nargs="+", metavar="FILE", type=lambda path: str(Path(path).resolve()),
-                   help="leave out of training the people these files name: LFW pairs.txt, path1,path2,same CSVs "
-                        "(an image's folder is its person) or lists of names, one a line")
-    g.add_argument("--min-images-per-identity", type=int, metavar="N",
-                   help="leave out of training the identities with fewer than N images (default 1: none)")
-    g.add_argument("--init", metavar="MODEL",
-                   help="embedding model to fine-tune: a .keras file (kerasface-import-model) or a run folder")
-    g.add_argument("--freeze-backbone-epochs", type=non_negative_int, metavar="N",
-                   help="train only the new head for the first N epochs, then the whole model (default 0)")
-    g.add_argument("--val-pairs", nargs="+", metavar="PATH", type=lambda path: str(Path(path).resolve()),
-                   help="verify these pair sets every epoch (LFW pairs.txt with its images beside it, insightface "
-                        ".bin, path1,path2,same CSV), logged as val_<set>_accuracy, val_<set>_auc_cosine, ... "
-                        "(<set>: the file's stem, a pairs.txt's folder)")
-    g.add_argument("--monitor", metavar="SET", help="the set whose val_<SET>_auc_cosine picks the best checkpoint: "
-                   "validation (default: the validation identities) or a --val-pairs set")
-    g.add_argument("--paper-settings", action="store_true", default=None,
-                   help="each margin head's paper settings (ArcFace s=64, m=0.5) instead of the scale and margin "
-                        "chosen from the training identities (AdaCos' scale, a smaller margin below 10,000)")
+    options = config.task_config
+    return {**DEMO_DEFAULTS, "loss_kwargs": {} if options.paper_settings else demo_loss_kwargs(options.loss)}
 
 
 @cli_main
 def main(argv=None) -> int:
-    return training_command(argv, "kerasface-train-recognition", __doc__, DEFAULTS, demo_defaults,
-                            add_arguments=add_recognition_arguments)
+    return training_command(argv, "kerasface-train-recognition", __doc__, DEFAULTS, demo_defaults)

@@ -99,8 +99,8 @@ def compare_losses(config: TrainConfig, losses=COMPARED_LOSSES, out=None, log=pr
     ``table.json`` there; a loss whose run fails gets its error in the table and the rest go on.
     ``loss_kwargs(loss)``: each loss's options (default: ``config``'s for every loss)."""
     out = study_folder(out, config.out, "compare-losses")
-    runs = [(loss.replace("+", "-"),
-             config.replace(loss=loss, loss_kwargs=loss_kwargs(loss) if loss_kwargs else config.model.loss_kwargs))
+    given = config.task_config.loss_kwargs
+    runs = [(loss.replace("+", "-"), config.replace(loss=loss, loss_kwargs=loss_kwargs(loss) if loss_kwargs else given))
             for loss in losses]
     rows = []
     for loss, done in zip(losses, run_trainings(out, runs, log)):

@@ -155,8 +155,8 @@ def compare_modalities(config: TrainConfig, data: str | None = None, out=None, r
     source = data or (f"photometric-stereo tiles of the demo dataset ({demo_config.identities} identities x "
                       f"{demo_config.images_per_identity} images, rendered at {demo_config.image_size} px)"
                       if demo_config else "photometric-stereo tiles of the demo dataset")
-    card = {"backbone": config.model.backbone, "loss": config.model.loss, "dataset": source,
-            "image_size": config.data.image_size, "embedding_dim": config.model.embedding_dim,
+    card = {"backbone": config.model.backbone, "loss": config.task_config.loss, "dataset": source,
+            "image_size": config.data.image_size, "embedding_dim": config.task_config.embedding_dim,
             "epochs": config.optim.epochs, "batch_size": config.optim.batch_size,
             "learning_rate": config.optim.learning_rate,
             "training time (the rows' runs)": format_duration(sum(r.get("wall_time_s") or 0 for r in rows))}

@@ -1,11 +1,22 @@
-"""A run's configuration, in sections: data, model, optimisation and runtime.
+"""A run's configuration, in sections: data, model, optimisation, runtime, and the task's own.
 
     config = TrainConfig.from_dict({"task": "attributes", "model": {"backbone": "resnet50"}})
     config = TrainConfig.from_dict({"backbone": "resnet50", "epochs": 10})   # flat keys work too
+    config = TrainConfig.from_dict({"task": "recognition", "recognition": {"loss": "cosface"}})
 
-Settings come from the defaults, then a YAML/JSON file, then command-line flags (flags win).
-Every field has a unique name across the sections, so a flat key (``--image-size``,
-``image_size:``) names exactly one of them; ``data`` is the flat name of ``data.path``.
+Every run has the shared sections ``data``, ``model`` (the network), ``optim`` and ``runtime``.
+A task with settings of its own (``Task.config_cls``: the recognition task's loss, the multitask
+task's adversaries) adds a section named as the task, ``config.task_config``; a run's
+``config.json`` holds these sections and nothing of other tasks.
+
+Settings come from the defaults, then a YAML/JSON file, then command-line flags (flags win). A
+name is unique across the shared sections and the run's task section, so a flat key
+(``--image-size``, ``image_size:``) names exactly one field; ``data`` is the flat name of
+``data.path``. A setting of another task's section is refused, naming its section.
+
+The config files of older runs kept every task's settings in ``model`` (and ``data.val_pairs``,
+``optim.monitor``: ``OLD_LOCATIONS``); they still load: each such key moves to the run's task
+section, or is left out when the run's task has no such setting.
 """
 
 from __future__ import annotations
@@ -16,8 +27,9 @@ import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from kerasface.data.crops import VIEW_MODES, VIEW_NAMES
+from kerasface.data.crops import VIEW_MODES
 from kerasface.data.pipeline import InputConfig
 from kerasface.settings_file import json_object, read_settings_file
 from kerasface.train.runtime import JIT_CHOICES, PRECISIONS, STRATEGIES
@@ -61,7 +73,6 @@ class DataConfig:
     undersample: str | None = None
     exclude_identities: list[str] = dataclasses.field(default_factory=list)
     min_images_per_identity: int = 1
-    val_pairs: list[str] = dataclasses.field(default_factory=list)
     split: str = "sample"
     test_fraction: float = 0.5
     validation_fraction: float = 0.1
@@ -118,7 +129,8 @@ class DataConfig:
 
 @dataclasses.dataclass
 class ModelConfig:
-    """The network: backbone per branch, how branches are joined, what is frozen or initialised."""
+    """The network: backbone per branch, how branches are joined, what is frozen or initialised
+    (what a task's own network adds, such as an embedding size, is in the task's section)."""
 
     backbone: str = "densenet121"
     backbone_kwargs: dict = dataclasses.field(default_factory=dict)
@@ -128,24 +140,7 @@ class ModelConfig:
     shared_weights: bool = False
     freeze_branches: list[int] = dataclasses.field(default_factory=list)
     init_branches: str | list[str] | None = None
-    modalities: list[str] = dataclasses.field(default_factory=list)
-    # recognition task: an embedding model (.keras or run folder) to start from, under a new head
-    init: str | None = None
-    # recognition task: epochs at the start in which the embedding model stays fixed (the head trains)
-    freeze_backbone_epochs: int = 0
     bn_momentum: float | None = 0.9
-    loss: str = "arcface"
-    loss_kwargs: dict = dataclasses.field(default_factory=dict)
-    paper_settings: bool = False
-    embedding_dim: int = 512
-    # multitask task: attribute columns (empty: all), heads, adversaries and loss weights
-    attributes: list[str] = dataclasses.field(default_factory=list)
-    head_units: int = 128
-    adversarial: bool = True
-    reversal_lambda: float = 1.0
-    reversal_warmup: float = 0.0
-    adversary_speed: float = 1.0
-    loss_weights: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         self.preset = _renamed("preset", self.preset)
@@ -164,7 +159,6 @@ class OptimConfig:
     lr_schedule: str = "constant"
     weight_decay: float | None = None
     early_stopping: int | None = None
-    monitor: str = "validation"
     max_steps_per_epoch: int | None = None
 
     def __post_init__(self):
@@ -194,72 +188,181 @@ class RuntimeConfig:
 
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "runtime": RuntimeConfig}
+TOP_LEVEL = ("task", "seed", "out", "run_id")
 FLAT_ALIASES = {"data": "path"}
+DEFAULT_TASK = "attributes"
+BUILTIN_TASKS = ("attributes", "identity", "recognition", "multitask")
+# where the settings now in a task's section were kept by the config files of older runs (every task's in one place)
+OLD_LOCATIONS = {
+    "data": ("val_pairs",),
+    "model": ("modalities", "init", "freeze_backbone_epochs", "loss", "loss_kwargs", "paper_settings", "embedding_dim",
+              "attributes", "head_units", "adversarial", "reversal_lambda", "reversal_warmup", "adversary_speed",
+              "loss_weights"),
+    "optim": ("monitor",),
+}
 
 
-def _section_of() -> dict[str, str]:
-    owner = {}
-    for section, cls in SECTIONS.items():
-        for field in dataclasses.fields(cls):
-            owner[field.name] = section
+def _field_names(cls) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)] if cls is not None else []
+
+
+def task_config_class(task: str):
+    """The dataclass of the settings of task ``task`` (its ``config_cls``), or None when it has none."""
+    from kerasface.train.tasks import task_class
+
+    return task_class(task).config_cls
+
+
+def task_sections() -> dict[str, type]:
+    """Each registered task with settings of its own -> their dataclass (the built-in tasks loaded)."""
+    from kerasface.registry import TASKS
+    from kerasface.train.tasks import task_class
+
+    for name in BUILTIN_TASKS:
+        task_class(name)
+    return {name: TASKS.get(name).config_cls for name in TASKS.names() if TASKS.get(name).config_cls is not None}
+
+
+def setting_names() -> set[str]:
+    """Every flat settings name: top-level, shared sections' (and their aliases) and the registered tasks' own."""
+    from kerasface.registry import TASKS
+
+    names = set(TOP_LEVEL) | set(FLAT_ALIASES) | {n for cls in SECTIONS.values() for n in _field_names(cls)}
+    for task in TASKS.names():
+        names.update(_field_names(TASKS.get(task).config_cls))
+    return names
+
+
+def _owners(task: str) -> dict[str, str]:
+    """Field name -> its section in a run of ``task``: the shared sections' fields, then the task's own."""
+    owner = {name: section for section, cls in SECTIONS.items() for name in _field_names(cls)}
+    owner.update({name: task for name in _field_names(task_config_class(task))})
     return owner
+
+
+def _sectioned(values: dict, task: str, source: str, other_tasks: str = "refuse") -> dict:
+    """``values`` (sections, flat keys, or both) in config.json's shape for a run of ``task``: the
+    top-level settings, and a dict per section. A setting of another task's section is refused,
+    naming that section (``other_tasks="drop"``: left out, as a command's defaults are when the run
+    is another task's); an unknown one is refused with the known ones listed. A key where the config
+    files of older runs kept it (``OLD_LOCATIONS``) moves to the task's section, or is left out when
+    the task has no such setting (those files held every task's settings)."""
+    owner = _owners(task)
+    out: dict = {}
+    unknown, foreign, moved, dropped = [], [], [], []
+
+    def another_tasks(key: str, name: str) -> None:
+        others = [f"{other!r}" for other, cls in task_sections().items() if name in _field_names(cls)]
+        if not others:
+            unknown.append(key)
+        elif other_tasks == "refuse":
+            foreign.append(f"{key!r} is a setting of section {' or '.join(others)} (that task's own)")
+
+    for key, value in values.items():
+        key = key.replace("-", "_")
+        if key in TOP_LEVEL:
+            out[key] = value
+        elif isinstance(value, dict) and (key in SECTIONS or key == task):
+            for name, inner in value.items():
+                name = name.replace("-", "_")
+                if owner.get(name) == key:
+                    out.setdefault(key, {})[name] = inner
+                elif name in OLD_LOCATIONS.get(key, ()) and owner.get(name) == task:
+                    out.setdefault(task, {})[name] = inner
+                    moved.append(f"{key}.{name}")
+                elif name in OLD_LOCATIONS.get(key, ()):
+                    dropped.append(f"{key}.{name}")
+                else:
+                    another_tasks(f"{key}.{name}", name)
+        elif isinstance(value, dict) and key in task_sections():
+            foreign.append(f"section {key!r} holds the {key} task's settings")
+        elif FLAT_ALIASES.get(key, key) in owner:
+            name = FLAT_ALIASES.get(key, key)
+            out.setdefault(owner[name], {})[name] = value
+        else:
+            another_tasks(key, key)
+    if foreign:
+        raise ValueError(f"{source}: {'; '.join(foreign)}; this run's task is {task!r}")
+    if unknown:
+        known = sorted(set(TOP_LEVEL) | set(owner) | set(FLAT_ALIASES) - {"path"})
+        raise ValueError(f"{source}: unknown setting(s) {sorted(unknown)}; known: {known}")
+    if moved or dropped:
+        warnings.warn(f"{source}: an older run's config: " + "; ".join(
+            ([f"{', '.join(moved)} now in section {task!r}"] if moved else [])
+            + ([f"{', '.join(dropped)} left out (not settings of the {task} task)"] if dropped else [])),
+            DeprecationWarning, stacklevel=3)
+    return out
+
+
+def _merge(*layers: dict) -> dict:
+    """Layers of ``_sectioned`` settings, each section merged key by key; later layers win."""
+    merged: dict = {}
+    for layer in layers:
+        for key, value in layer.items():
+            merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    return merged
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """One run: the task (``kerasface.train.tasks.TASKS``), its sections, seed and run folder."""
+    """One run: the task (``kerasface.train.tasks.TASKS``), the shared sections, the task's own
+    settings (``task_config``: an instance of the task's ``config_cls``, its defaults unless given;
+    None for a task without), seed and run folder."""
 
-    task: str = "attributes"
+    task: str = DEFAULT_TASK
     seed: int = 0
     out: str = "reports"
     run_id: str | None = None
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    task_config: Any = None
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
+    def __post_init__(self):
+        own = task_config_class(self.task)
+        if self.task_config is None and own is not None:
+            self.task_config = own()
+        elif (self.task_config is not None) if own is None else not isinstance(self.task_config, own):
+            expected = own.__name__ if own is not None else "None (the task has no settings of its own)"
+            raise TypeError(f"task_config of a {self.task} run must be {expected}, got {self.task_config!r}")
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """config.json's shape: top-level settings, then the sections (the task's named as the task)."""
+        values = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "task_config":
+                if value is not None:
+                    values[self.task] = dataclasses.asdict(value)
+            else:
+                values[field.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        return values
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "config") -> "TrainConfig":
-        """From nested sections (``{"data": {...}}``), flat keys, or both; an unknown key is
-        refused with the known ones listed."""
-        top = {f.name for f in dataclasses.fields(cls)} - set(SECTIONS)
-        owner = _section_of()
-        kwargs: dict = {}
-        sections: dict[str, dict] = {name: {} for name in SECTIONS}
-        unknown = []
-        for key, value in values.items():
-            key = key.replace("-", "_")
-            if key in SECTIONS and isinstance(value, dict):
-                for name, inner in value.items():
-                    name = name.replace("-", "_")
-                    if owner.get(name) != key:
-                        unknown.append(f"{key}.{name}")
-                    sections[key][name] = inner
-            elif key in top:
-                kwargs[key] = value
-            elif FLAT_ALIASES.get(key, key) in owner:
-                name = FLAT_ALIASES.get(key, key)
-                sections[owner[name]][name] = value
-            else:
-                unknown.append(key)
-        if unknown:
-            known = sorted(top | set(owner) | set(FLAT_ALIASES) - {"path"})
-            raise ValueError(f"{source}: unknown setting(s) {sorted(unknown)}; known: {known}")
-        for name, cls_ in SECTIONS.items():
-            kwargs[name] = cls_(**sections[name])
-        return cls(**kwargs)
+        """From sections (``{"data": {...}, "recognition": {...}}``), flat keys, or both; an unknown
+        key, or one of another task's section, is refused by name."""
+        task = values.get("task", DEFAULT_TASK)
+        return cls.from_sections(_sectioned(values, task, source))
+
+    @classmethod
+    def from_sections(cls, values: dict) -> "TrainConfig":
+        """From settings in config.json's shape, every key known (``_sectioned``'s output)."""
+        task = values.get("task", DEFAULT_TASK)
+        own = task_config_class(task)
+        kwargs = {key: values[key] for key in TOP_LEVEL if key in values}
+        kwargs.update({name: section(**values.get(name, {})) for name, section in SECTIONS.items()})
+        return cls(**kwargs, task_config=own(**values.get(task, {})) if own is not None else None)
 
     def replace(self, **flat) -> "TrainConfig":
-        """A copy with flat settings changed (``config.replace(epochs=12)``)."""
+        """A copy with flat settings changed (``config.replace(epochs=12)``); with another ``task``,
+        the task's own settings start from that task's defaults."""
+        task = flat.get("task", self.task)
         values = self.to_dict()
-        merged = {k: v for k, v in values.items() if k not in SECTIONS}
-        for section in SECTIONS:
-            merged.update(values[section])
-        merged.update({FLAT_ALIASES.get(k, k): v for k, v in flat.items()})
-        return TrainConfig.from_dict(merged)
+        if task != self.task:
+            values.pop(self.task, None)
+        return TrainConfig.from_sections(_merge(_sectioned(values, task, "config"), _sectioned(flat, task, "replace")))
 
 
 def load_config_file(path) -> dict:
@@ -275,17 +378,19 @@ def load_run_config(run_dir) -> TrainConfig:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None:
-    """One flag per setting; defaults are None so that a config file can fill them."""
-    from kerasface.train.recognition import loss_choices
+    """One flag per setting of the shared sections, and ``--task`` among ``task_names`` (the first
+    is the default shown); defaults are None so that a config file can fill them. A task's own
+    flags come from its ``add_arguments``."""
+    from kerasface.train.tasks import task_class
 
     d = TrainConfig()
     data, model, optim = d.data, d.model, d.optim
     a = parser.add_argument
-    a("--config", help="YAML or JSON file of settings (sections data/model/optim/runtime, or flat keys "
-      "named as these flags); flags override it")
+    a("--config", help="YAML or JSON file of settings (sections data/model/optim/runtime and one named as the task, "
+      "or flat keys named as these flags); flags override it")
+    tasks = "; ".join(f"{name} = {task_class(name).summary}" for name in task_names)
     a("--task", choices=list(task_names) or None,
-      help=f"what the run learns (default {d.task}): attributes = multi-label attribute classification "
-           "from CSV label columns; identity = closed-set identity classification")
+      help=f"what the run learns (default {task_names[0] if task_names else d.task})" + (f": {tasks}" if tasks else ""))
     g = parser.add_argument_group("data")
     a = g.add_argument
     a("--data", help="image folder (identity sub-folders), CSV (path + label columns) or TFRecord "
@@ -335,12 +440,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--freeze-branches", type=int, nargs="*", help="indices of branches whose weights stay fixed")
     a("--init-branches", help="a run folder or .keras file of an earlier run to initialise branches from "
       "(a config file may give a list: one source per branch)")
-    a("--modalities", nargs="+", choices=VIEW_NAMES["modalities"],
-      help="recognition task with --views modalities: the tile panels the embedding reads, one branch each, "
-           "fused by concatenation when several (default all three)")
-    a("--loss", help=f"recognition task: {loss_choices()} (default arcface)")
-    a("--loss-kwargs", type=json_object, metavar="JSON", help='options of the head or loss, e.g. \'{"margin": 0.4}\'')
-    a("--embedding-dim", type=int, help="recognition task: embedding size (default 512)")
     a("--bn-momentum", type=float, help="batch-norm moving-average momentum (default 0.9, PyTorch's; "
       "Keras's 0.99 needs hundreds of steps before evaluation statistics settle)")
     g = parser.add_argument_group("optimisation")
@@ -373,52 +472,29 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
 
 
 def config_from_args(args: argparse.Namespace, defaults: dict | None = None,
-                     demo_defaults: dict | Callable[[TrainConfig], dict] | None = None) -> TrainConfig:
+                     demo_defaults: dict | Callable[[TrainConfig], dict] | None = None, tasks=None) -> TrainConfig:
     """Defaults (flat keys; a front end's own, under the file), the ``--config`` file, then flags;
     ``demo_defaults`` go over the defaults (under file and flags) when neither file nor flags
     name a dataset (the run trains on the demo data): a dict, or a function of the config
-    without them that returns one (for defaults that depend on other settings, e.g. the loss)."""
-    file = load_config_file(args.config) if getattr(args, "config", None) else {}
-    known = set(_section_of()) | set(FLAT_ALIASES) | {f.name for f in dataclasses.fields(TrainConfig)}
-    flat = {k: v for k, v in vars(args).items() if v is not None and k in known}
-    source = getattr(args, "config", None) or "flags"
+    without them that returns one (for defaults that depend on other settings, e.g. the loss).
+    Defaults of settings that the run's task does not have are left out; ``tasks``: the tasks
+    the front end trains, another is refused."""
+    path = getattr(args, "config", None)
+    file = load_config_file(path) if path else {}
+    names = setting_names()
+    flags = {k: v for k, v in vars(args).items() if v is not None and k in names}
+    defaults = dict(defaults or {})
+    task = flags.get("task") or file.get("task") or defaults.get("task") or DEFAULT_TASK
+    if tasks and task not in tasks:
+        raise ValueError(f"{path or 'flags'}: a run of the {task} task; this command trains the "
+                         f"{' or '.join(tasks)} task")
+    given = _merge(_sectioned(file, task, str(path)), _sectioned(flags, task, "flags"))
 
     def settings(base: dict) -> TrainConfig:
-        merged = {**base, **file}
-        for key, value in flat.items():
-            name = FLAT_ALIASES.get(key, key)
-            section = _section_of().get(name)
-            if section and isinstance(merged.get(section), dict):
-                merged[section] = {**merged[section], name: value}
-            else:
-                merged[key] = value
-        return TrainConfig.from_dict(merged, source=source)
+        return TrainConfig.from_sections(_merge(_sectioned(base, task, "defaults", other_tasks="drop"), given))
 
-    config = settings(dict(defaults or {}))
+    config = settings(defaults)
     if demo_defaults and config.data.path is None:
         demo = demo_defaults(config) if callable(demo_defaults) else demo_defaults
-        config = settings({**(defaults or {}), **demo})
+        config = settings({**defaults, **demo})
     return config
-
-
-LOSS_WEIGHT_GROUPS = ("id", "attributes", "adversarial")
-
-
-def resolve_loss_weights(weights: dict, attributes, adversarial: bool) -> dict[str, float]:
-    """The multitask task's ``model.loss_weights`` (keys ``id``, ``attributes``, ``adversarial``,
-    or one attribute ``a`` / ``da_a``; 1 by default) as its weight per output in the total loss."""
-    from kerasface.models.multitask import ID_OUTPUT
-
-    known = set(LOSS_WEIGHT_GROUPS) | set(attributes) | {f"da_{a}" for a in attributes}
-    unknown = sorted(set(weights) - known)
-    if unknown:
-        raise ValueError(f"unknown loss weight(s) {unknown}; known: {sorted(known)}")
-    for key, value in weights.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            raise ValueError(f"loss weight {key!r} must be a number >= 0, got {value!r}")
-    out = {ID_OUTPUT: float(weights.get("id", 1.0))}
-    for a in attributes:
-        out[a] = float(weights.get(a, weights.get("attributes", 1.0)))
-        if adversarial:
-            out[f"da_{a}"] = float(weights.get(f"da_{a}", weights.get("adversarial", 1.0)))
-    return out

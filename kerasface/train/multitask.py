@@ -7,8 +7,9 @@ attribute on the identity embedding behind a gradient reversal
 ``loss_id`` is the recognition task's (a margin head's softmax cross-entropy, or a metric loss
 such as triplet on P x K batches); ``loss_a`` and ``loss_da_a`` are cross-entropies that leave
 samples without a value of ``a`` out (``kerasface.losses.masked``); the weights come from
-``model.loss_weights`` (keys ``id``, ``attributes``, ``adversarial``, or one attribute ``a`` /
-``da_a``; 1 by default). The adversaries train to predict the attributes from the identity
+``multitask.loss_weights`` (keys ``id``, ``attributes``, ``adversarial``, or one attribute ``a`` /
+``da_a``; 1 by default). The task's settings are the ``multitask`` section of the run's config
+(``MultitaskConfig``). The adversaries train to predict the attributes from the identity
 embedding; the reversed gradient trains the trunk to defeat them.
 
 The split is by identity (as the recognition task's). Each epoch logs the multi-task figures:
@@ -23,6 +24,8 @@ the attribute predictor alone (image -> label-vector scores); both export as Sav
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
 
 import keras
@@ -39,26 +42,78 @@ from kerasface.models.multitask import (
 from kerasface.registry import TASKS
 from kerasface.report.history import num_epochs, shown_epochs
 from kerasface.report.multitask import multitask_table
-from kerasface.train.config import resolve_loss_weights
+from kerasface.settings_file import json_object
 from kerasface.train.data import split_pipeline
 from kerasface.train.multitask_evaluation import MultitaskEvaluation
 from kerasface.train.predict import IDENTITY, predict_all
-from kerasface.train.recognition import RecognitionTask
+from kerasface.train.recognition import (
+    EmbeddingLossConfig, RecognitionTask, add_embedding_loss_arguments, check_identity_split, parse_loss,
+)
 from kerasface.train.tasks import Monitoring
 
 TRAIN_PAIR_IMAGES = 600
+LOSS_WEIGHT_GROUPS = ("id", "attributes", "adversarial")
+
+
+@dataclasses.dataclass
+class MultitaskConfig(EmbeddingLossConfig):
+    """The multitask task's settings (the ``multitask`` section of a run's config): the identity
+    embedding's loss and size, the attribute columns (empty: all), heads, adversaries and loss weights."""
+
+    attributes: list[str] = dataclasses.field(default_factory=list)
+    head_units: int = 128
+    adversarial: bool = True
+    reversal_lambda: float = 1.0
+    reversal_warmup: float = 0.0
+    adversary_speed: float = 1.0
+    loss_weights: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.reversal_lambda < 0:
+            raise ValueError(f"reversal_lambda must be >= 0, got {self.reversal_lambda}")
+        if self.reversal_warmup < 0:
+            raise ValueError(f"reversal_warmup (epochs) must be >= 0, got {self.reversal_warmup}")
+        if self.adversary_speed <= 0:
+            raise ValueError(f"adversary_speed must be > 0, got {self.adversary_speed}")
+        if self.head_units < 0:
+            raise ValueError(f"head_units must be >= 0, got {self.head_units}")
+
+
+def on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
+def resolve_loss_weights(weights: dict, attributes, adversarial: bool) -> dict[str, float]:
+    """``multitask.loss_weights`` (keys ``id``, ``attributes``, ``adversarial``, or one attribute
+    ``a`` / ``da_a``; 1 by default) as the weight of each output in the total loss."""
+    known = set(LOSS_WEIGHT_GROUPS) | set(attributes) | {f"da_{a}" for a in attributes}
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        raise ValueError(f"unknown loss weight(s) {unknown}; known: {sorted(known)}")
+    for key, value in weights.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"loss weight {key!r} must be a number >= 0, got {value!r}")
+    out = {ID_OUTPUT: float(weights.get("id", 1.0))}
+    for a in attributes:
+        out[a] = float(weights.get(a, weights.get("attributes", 1.0)))
+        if adversarial:
+            out[f"da_{a}"] = float(weights.get(f"da_{a}", weights.get("adversarial", 1.0)))
+    return out
 
 
 @TASKS.register("multitask")
 class MultitaskTask(RecognitionTask):
     name = "multitask"
+    summary = "an identity embedding, attribute heads and per attribute an adversary on the embedding"
     target = "identity_labels"
     output_activation = "multitask"
-    loss_settings_from_data = False
+    config_cls = MultitaskConfig
 
     def __init__(self, config, spec):
         super().__init__(config, spec)
-        chosen = config.model.attributes or list(spec.label_columns)
+        chosen = self.task_config.attributes or list(spec.label_columns)
         self.columns = {c: spec.label_columns[c] for c in chosen if c in spec.label_columns}
         self.missing_columns = [c for c in chosen if c not in spec.label_columns]
         self.slices = column_slices(spec.label_columns)
@@ -67,9 +122,29 @@ class MultitaskTask(RecognitionTask):
     def attributes(self) -> list[str]:
         return list(self.columns)
 
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        g = parser.add_argument_group("multitask")
+        add_embedding_loss_arguments(g, "normface", 128)
+        a = g.add_argument
+        a("--attributes", nargs="+", help="attribute columns to learn (default: every label column)")
+        a("--head-units", type=int, help="hidden units of each attribute and adversary head (default 128; 0: linear)")
+        a("--adversarial", type=on_off, metavar="{on,off}",
+          help="an adversary per attribute on the identity embedding, behind a gradient reversal (default on)")
+        a("--reversal-lambda", type=float, help="gradient-reversal strength lambda (default 1)")
+        a("--reversal-warmup", type=float, metavar="EPOCHS",
+          help="DANN warm-up of lambda over this many epochs, 2/(1+exp(-10p))-1 (default 0: constant lambda)")
+        a("--adversary-speed", type=float, help="the adversaries learn this many times faster than the rest (their "
+          "weights scaled, as a learning-rate multiplier under Adam; default 1)")
+        a("--loss-weights", type=json_object, metavar="JSON",
+          help='loss weights: {"id": w, "attributes": w, "adversarial": w, "<attr>": w, "da_<attr>": w} (default 1)')
+        # a data setting (every task's data reading applies it) that only this task can learn with
+        a("--no-missing-labels", action="store_false", dest="missing_labels", default=None,
+          help="an empty attribute cell is bad input (default: a missing value, masked out of the loss)")
+
     @property
     def adversarial(self) -> bool:
-        return bool(self.config.model.adversarial)
+        return bool(self.task_config.adversarial)
 
     @property
     def output_names(self) -> list[str]:
@@ -77,16 +152,11 @@ class MultitaskTask(RecognitionTask):
 
     @classmethod
     def check_config(cls, config):
-        super().check_config(config)
-        model = config.model
-        if model.reversal_lambda < 0:
-            raise ValueError(f"reversal_lambda must be >= 0, got {model.reversal_lambda}")
-        if model.reversal_warmup < 0:
-            raise ValueError(f"reversal_warmup (epochs) must be >= 0, got {model.reversal_warmup}")
-        if model.adversary_speed <= 0:
-            raise ValueError(f"adversary_speed must be > 0, got {model.adversary_speed}")
-        if model.head_units < 0:
-            raise ValueError(f"head_units must be >= 0, got {model.head_units}")
+        parse_loss(config.task_config.loss)
+        if config.data.views != "single":
+            raise ValueError(f"the multitask task trains one image per sample; use --views single "
+                             f"(got {config.data.views!r})")
+        check_identity_split(config)
 
     def check_data(self, splits):
         if self.missing_columns:
@@ -99,8 +169,8 @@ class MultitaskTask(RecognitionTask):
         if single:
             raise BadInputError(f"{self.spec.source}: attribute column {single[0]!r} holds one value only; an "
                                 "attribute needs at least two values to learn; leave it out with --attributes")
-        super().check_data(splits)
-        resolve_loss_weights(self.config.model.loss_weights, self.attributes, self.adversarial)
+        self.check_identities(splits)
+        resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversarial)
 
     # how data reaches the model
     def model_io(self, x, y):
@@ -115,16 +185,16 @@ class MultitaskTask(RecognitionTask):
 
     # the model
     def build_model(self):
-        model, size = self.config.model, self.config.data.image_size
-        if model.reversal_warmup and self.steps_per_epoch is None:
+        model, options, size = self.config.model, self.task_config, self.config.data.image_size
+        if options.reversal_warmup and self.steps_per_epoch is None:
             raise ValueError("the reversal warm-up is counted in training steps: the trainer sets the task's "
                              "steps_per_epoch (kerasface.train.data.steps_per_epoch) before building the model")
-        warmup = round(model.reversal_warmup * self.steps_per_epoch) if model.reversal_warmup else 0
+        warmup = round(options.reversal_warmup * self.steps_per_epoch) if options.reversal_warmup else 0
         return build_multitask_model(
             {a: len(v) for a, v in self.columns.items()}, self.num_train_classes, backbone=model.backbone,
-            input_shape=(size, size, 3), embedding_dim=model.embedding_dim, identity_head=self.head_name,
-            head_kwargs=model.loss_kwargs, adversarial=self.adversarial, reversal_lambda=model.reversal_lambda,
-            reversal_warmup_steps=warmup, head_units=model.head_units, adversary_speed=model.adversary_speed,
+            input_shape=(size, size, 3), embedding_dim=options.embedding_dim, identity_head=self.head_name,
+            head_kwargs=options.loss_kwargs, adversarial=self.adversarial, reversal_lambda=options.reversal_lambda,
+            reversal_warmup_steps=warmup, head_units=options.head_units, adversary_speed=options.adversary_speed,
             backbone_kwargs=model.backbone_kwargs,
             name=f"multitask_{model.backbone}")
 
@@ -143,7 +213,7 @@ class MultitaskTask(RecognitionTask):
         return losses
 
     def loss_weights(self):
-        return resolve_loss_weights(self.config.model.loss_weights, self.attributes, self.adversarial)
+        return resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversarial)
 
     def metrics(self):
         metrics = {ID_OUTPUT: super().metrics()} if super().metrics() else {}
@@ -231,9 +301,10 @@ class MultitaskTask(RecognitionTask):
         return [{"title": "Multi-task table (attributes, adversarial identity)", "text": text}]
 
     def layout(self) -> str:
-        model = self.config.model
-        identity = f"{model.loss} head ({self.num_train_classes} identities)" if self.head_name else f"{model.loss} loss"
-        adversary = (f"; per attribute an adversary behind GradientReversal({model.reversal_lambda})"
+        options = self.task_config
+        identity = (f"{options.loss} head ({self.num_train_classes} identities)" if self.head_name
+                    else f"{options.loss} loss")
+        adversary = (f"; per attribute an adversary behind GradientReversal({options.reversal_lambda})"
                      if self.adversarial else "; no adversaries")
-        return (f"1 image -> {model.backbone} -> embedding {model.embedding_dim} -> {identity}; pooled features -> "
-                f"{len(self.columns)} attribute heads ({', '.join(self.attributes)}){adversary}")
+        return (f"1 image -> {self.config.model.backbone} -> embedding {options.embedding_dim} -> {identity}; "
+                f"pooled features -> {len(self.columns)} attribute heads ({', '.join(self.attributes)}){adversary}")

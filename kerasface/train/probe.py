@@ -52,7 +52,7 @@ def probe_run(run_dir) -> dict:
     aucs = linear_probe(train_x, pick(train_y), test_x, pick(test_y), columns, seed=config.seed)
     test = load_run_report(run_dir)["results"].get("test", {})
     measured = [v for v in aucs.values() if not math.isnan(v)]
-    return {"run": run_dir.name, "adversarial": bool(config.model.adversarial),
+    return {"run": run_dir.name, "adversarial": bool(config.task_config.adversarial),
             "probe_auc": aucs, "mean_probe_auc": float(np.mean(measured)) if measured else math.nan,
             "auc_id_cosine": test.get("auc_id_cosine"), "auc_id_euclidean": test.get("auc_id_euclidean"),
             "attribute_auc": {c: test.get(f"auc_{c}") for c in columns}}
@@ -79,7 +79,7 @@ def probe_comparison(run_dir, log=print) -> dict:
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    other = not config.model.adversarial
+    other = not config.task_config.adversarial
     twin_id = f"{run_dir.name}-{'adversary' if other else 'no-adversary'}"
     twin_dir = run_dir.parent / twin_id
     if not (twin_dir / "report.json").is_file():

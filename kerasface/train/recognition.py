@@ -10,26 +10,33 @@ verified on identities it never saw.
 - Metric losses (``METRIC_LOSSES``, e.g. ``triplet``): the training model is the embedding model,
   trained on P x K identity batches.
 
+The task's settings are the ``recognition`` section of the run's config (``RecognitionConfig``:
+loss, embedding size, head settings, the model to start from, pair sets and the monitored set).
+
 With ``--views modalities`` the model reads a photometric-stereo tile (albedo | normal | depth,
-``kerasface-photometric-stereo``): one embedding branch per panel of ``model.modalities``
+``kerasface-photometric-stereo``): one embedding branch per panel of ``recognition.modalities``
 (default all three), fused by concatenation; ``init_branches`` (one source, or one per
 branch) and ``freeze_branches`` start the fusion from trained branches and keep them fixed.
 
 The split is by identity: test (and validation) identities are never trained on. Each epoch
 scores verification pairs of the validation identities and of the test identities (for the
-report's curves), and of each standard pair set of ``data.val_pairs`` (LFW pairs.txt, ``.bin``,
-CSV; named as kerasface-evaluate names them: ``lfw``, ``cfp_fp``). ``optim.monitor`` names the set
+report's curves), and of each standard pair set of ``recognition.val_pairs`` (LFW pairs.txt, ``.bin``,
+CSV; named as kerasface-evaluate names them: ``lfw``, ``cfp_fp``). ``recognition.monitor`` names the set
 whose ``val_<set>_auc_cosine`` picks the best checkpoint (default ``validation``: the validation
 identities). The run's ``results.test`` are the best checkpoint's accuracy (LFW 10-fold
 protocol), ROC AUC by cosine and by euclidean distance, EER and TAR@FAR. ``model.keras`` is the
 embedding model without its head.
 
 A margin head's scale and margin follow the training data's size
-(``kerasface.train.recognition_defaults``) unless ``model.paper_settings`` is set (each head's
+(``kerasface.train.recognition_defaults``) unless ``recognition.paper_settings`` is set (each head's
 paper defaults); the report's "Loss settings" section records them and why.
 """
 
 from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -52,6 +59,7 @@ from kerasface.models.embedding import (
 )
 from kerasface.registry import LOGIT_LOSSES, MARGIN_HEADS, METRIC_LOSSES, TASKS
 from kerasface.saving import run_model_file
+from kerasface.settings_file import json_object
 from kerasface.train.predict import predict_split
 from kerasface.train.recognition_defaults import recognition_defaults
 from kerasface.train.tasks import Monitoring, Task
@@ -91,44 +99,122 @@ def demo_loss_kwargs(loss: str) -> dict:
     return {"scale": DEMO_HEAD_SCALE, **({"margin": DEMO_ARCFACE_MARGIN} if head == "arcface" else {})}
 
 
+@dataclasses.dataclass
+class EmbeddingLossConfig:
+    """An identity embedding and what trains it (the recognition and multitask tasks' settings)."""
+
+    loss: str = "arcface"
+    loss_kwargs: dict = dataclasses.field(default_factory=dict)
+    embedding_dim: int = 512
+
+
+@dataclasses.dataclass
+class RecognitionConfig(EmbeddingLossConfig):
+    """The recognition task's settings (the ``recognition`` section of a run's config)."""
+
+    # each margin head's paper settings instead of the scale and margin chosen from the training data
+    paper_settings: bool = False
+    # an embedding model (.keras or run folder) to start from, under a new head
+    init: str | None = None
+    # epochs at the start in which the embedding model stays fixed (the head trains)
+    freeze_backbone_epochs: int = 0
+    # --views modalities: the tile panels the embedding reads, one branch each (empty: all)
+    modalities: list[str] = dataclasses.field(default_factory=list)
+    # pair sets verified every epoch, and the set whose cosine AUC picks the best checkpoint
+    val_pairs: list[str] = dataclasses.field(default_factory=list)
+    monitor: str = "validation"
+
+
+def add_embedding_loss_arguments(group, loss: str, embedding_dim: int) -> None:
+    """--loss, --loss-kwargs and --embedding-dim (the defaults shown: ``loss``, ``embedding_dim``)."""
+    group.add_argument("--loss", help=f"what trains the embedding: {loss_choices()} (default {loss})")
+    group.add_argument("--loss-kwargs", type=json_object, metavar="JSON",
+                       help='options of the head or loss, e.g. \'{"margin": 0.4}\'')
+    group.add_argument("--embedding-dim", type=int, help=f"embedding size (default {embedding_dim})")
+
+
+def absolute_path(path: str) -> str:
+    return str(Path(path).resolve())
+
+
 @TASKS.register("recognition")
 class RecognitionTask(Task):
     name = "recognition"
+    summary = "an identity embedding trained with a margin head or metric loss, verified on unseen identities"
     target = "identity"
     output_activation = "embedding"
-    loss_settings_from_data = True
+    config_cls = RecognitionConfig
 
     def __init__(self, config, spec):
         super().__init__(config, spec)
-        self.loss_name, self.head_name = parse_loss(config.model.loss)
+        self.loss_name, self.head_name = parse_loss(self.task_config.loss)
         self.pair_sets: dict[str, PairSet] = {}
         self.loss_settings = ""
 
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from kerasface.cli.common import non_negative_int
+
+        g = parser.add_argument_group("recognition")
+        add_embedding_loss_arguments(g, "arcface", 512)
+        a = g.add_argument
+        a("--paper-settings", action="store_true", default=None,
+          help="each margin head's paper settings (ArcFace s=64, m=0.5) instead of the scale and margin chosen "
+               "from the training identities (AdaCos' scale, a smaller margin below 10,000)")
+        a("--init", metavar="MODEL",
+          help="embedding model to fine-tune: a .keras file (kerasface-import-model) or a run folder")
+        a("--freeze-backbone-epochs", type=non_negative_int, metavar="N",
+          help="train only the new head for the first N epochs, then the whole model (default 0)")
+        a("--modalities", nargs="+", choices=VIEW_NAMES["modalities"],
+          help="with --views modalities: the tile panels the embedding reads, one branch each, fused by "
+               "concatenation when several (default all three)")
+        a("--val-pairs", nargs="+", metavar="PATH", type=absolute_path,
+          help="verify these pair sets every epoch (LFW pairs.txt with its images beside it, insightface .bin, "
+               "path1,path2,same CSV), logged as val_<set>_accuracy, val_<set>_auc_cosine, ... (<set>: the "
+               "file's stem, a pairs.txt's folder)")
+        a("--monitor", metavar="SET", help="the set whose val_<SET>_auc_cosine picks the best checkpoint: "
+          "validation (default: the validation identities) or a --val-pairs set")
+        # data settings (every task's data reading applies them) that only this task's commands offer
+        a("--exclude-identities", nargs="+", metavar="FILE", type=absolute_path,
+          help="leave out of training the people these files name: LFW pairs.txt, path1,path2,same CSVs (an "
+               "image's folder is its person) or lists of names, one a line")
+        a("--min-images-per-identity", type=int, metavar="N",
+          help="leave out of training the identities with fewer than N images (default 1: none)")
+
     @property
     def output_names(self) -> list[str]:
-        return [f"embedding_{k}" for k in range(self.config.model.embedding_dim)]
+        return [f"embedding_{k}" for k in range(self.task_config.embedding_dim)]
 
     @classmethod
     def check_config(cls, config):
-        parse_loss(config.model.loss)
+        options = config.task_config
+        parse_loss(options.loss)
         if config.data.views not in ("single", "modalities"):
             raise ValueError(f"the recognition task trains one image per sample, or one photometric-stereo tile "
                              f"(--views modalities); use --views single (got {config.data.views!r})")
-        modalities = config.model.modalities
+        modalities = options.modalities
         if config.data.views != "modalities" and modalities:
             raise ValueError(f"--modalities {' '.join(modalities)} chooses panels of a photometric-stereo tile; "
                              "add --views modalities")
         known = VIEW_NAMES["modalities"]
         if [m for m in modalities if m not in known] or len(set(modalities)) != len(modalities):
             raise ValueError(f"--modalities must be distinct names from {list(known)}, got {modalities}")
-        if config.data.split != "identity":
-            raise ValueError("the recognition task verifies faces of identities it never trained on; "
-                             "use --split identity")
+        check_identity_split(config)
 
     def check_data(self, splits):
+        self.check_identities(splits)
+        self.pair_sets = read_val_pairs(self.task_config.val_pairs)
+        monitor = self.task_config.monitor
+        if monitor != "validation" and monitor not in self.pair_sets:
+            raise BadInputError(f"--monitor {monitor!r}: no such verification set; the sets are 'validation' (the "
+                                f"validation identities) and those of --val-pairs: {sorted(self.pair_sets) or 'none'}")
+        self.resolve_loss_settings(splits["train"])
+
+    def check_identities(self, splits) -> None:
+        """Refuse data without an identity per image, or splits without same/different pairs to verify."""
         self.splits = splits
         if self.spec.num_classes < 2 or (self.spec.samples.identity < 0).any():
-            raise ValueError(f"{self.spec.source}: the recognition task needs an identity per image and at "
+            raise ValueError(f"{self.spec.source}: the {self.name} task needs an identity per image and at "
                              "least two identities (image sub-folders, or an 'identity' CSV column)")
         for name, samples in splits.items():
             if name == "train":
@@ -138,26 +224,19 @@ class RecognitionTask(Task):
             except ValueError as error:
                 raise BadInputError(f"{self.spec.source}: the {name} split: {error}; raise --{name}-fraction or "
                                     "give more identities") from None
-        self.pair_sets = read_val_pairs(self.config.data.val_pairs)
-        monitor = self.config.optim.monitor
-        if monitor != "validation" and monitor not in self.pair_sets:
-            raise BadInputError(f"--monitor {monitor!r}: no such verification set; the sets are 'validation' (the "
-                                f"validation identities) and those of --val-pairs: {sorted(self.pair_sets) or 'none'}")
-        if self.loss_settings_from_data:
-            self.resolve_loss_settings(splits["train"])
 
     def resolve_loss_settings(self, train) -> None:
-        """Set ``config.model.loss_kwargs`` from the training split's size
-        (``recognition_defaults``) under the given ones, or leave each head's paper defaults."""
-        model = self.config.model
-        if model.paper_settings:
+        """Set ``loss_kwargs`` from the training split's size (``recognition_defaults``) under the
+        given ones, or leave each head's paper defaults."""
+        options = self.task_config
+        if options.paper_settings:
             self.loss_settings = ("paper settings (--paper-settings): each head's own defaults (ArcFace s=64, "
-                                  f"m=0.5), loss_kwargs {model.loss_kwargs or 'none'}")
+                                  f"m=0.5), loss_kwargs {options.loss_kwargs or 'none'}")
             return
         identities = np.unique(train.identity[train.identity >= 0])
         per_identity = len(train.identity) / max(len(identities), 1)
-        model.loss_kwargs, self.loss_settings = recognition_defaults(self.head_name, len(identities), per_identity,
-                                                                     model.loss_kwargs)
+        options.loss_kwargs, self.loss_settings = recognition_defaults(self.head_name, len(identities), per_identity,
+                                                                       options.loss_kwargs)
 
     @property
     def num_train_classes(self) -> int:
@@ -171,11 +250,11 @@ class RecognitionTask(Task):
 
     @property
     def partial_fc(self) -> bool:
-        return bool(self.head_name) and self.config.model.loss_kwargs.get("sample_rate") is not None
+        return bool(self.head_name) and self.task_config.loss_kwargs.get("sample_rate") is not None
 
     @property
     def modalities(self) -> list[str]:
-        return list(self.config.model.modalities or VIEW_NAMES["modalities"])
+        return list(self.task_config.modalities or VIEW_NAMES["modalities"])
 
     def model_io(self, x, y):
         if self.config.data.views == "modalities":  # the panels back into the tile the model reads
@@ -191,13 +270,14 @@ class RecognitionTask(Task):
         return (x, identity), (identity * 0 if self.partial_fc else identity)
 
     def build_embedding_model(self) -> keras.Model:
-        model, size = self.config.model, self.config.data.image_size
+        model, options, size = self.config.model, self.task_config, self.config.data.image_size
         if self.config.data.views != "modalities":
-            if model.init:
-                return load_embedding_model(model.init, (size, size, 3), model.embedding_dim)
-            return build_embedding_model(model.backbone, (size, size, 3), model.embedding_dim, **model.backbone_kwargs)
+            if options.init:
+                return load_embedding_model(options.init, (size, size, 3), options.embedding_dim)
+            return build_embedding_model(model.backbone, (size, size, 3), options.embedding_dim,
+                                         **model.backbone_kwargs)
         embedder = build_modality_embedding_model(model.backbone, size, self.modalities, VIEW_NAMES["modalities"],
-                                                  model.embedding_dim, frozen=model.freeze_branches,
+                                                  options.embedding_dim, frozen=model.freeze_branches,
                                                   **model.backbone_kwargs)
         sources = model.init_branches
         if sources:
@@ -213,7 +293,7 @@ class RecognitionTask(Task):
         embedding_model = self.build_embedding_model()
         if not self.head_name:
             return embedding_model
-        head = margin_head(self.head_name, self.num_train_classes, **self.config.model.loss_kwargs, name="margin_head")
+        head = margin_head(self.head_name, self.num_train_classes, **self.task_config.loss_kwargs, name="margin_head")
         return build_margin_model(embedding_model, head, name=f"{embedding_model.name}_{self.head_name}")
 
     def inference_model(self, model: keras.Model) -> keras.Model:
@@ -221,7 +301,7 @@ class RecognitionTask(Task):
 
     def loss(self):
         if self.loss_name in METRIC_LOSSES:
-            return METRIC_LOSSES.get(self.loss_name)(**self.config.model.loss_kwargs)
+            return METRIC_LOSSES.get(self.loss_name)(**self.task_config.loss_kwargs)
         if self.loss_name:
             return LOGIT_LOSSES.get(self.loss_name)()
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -242,7 +322,7 @@ class RecognitionTask(Task):
 
         sets = {name: pipelines[name] for name in ("validation", "test") if name in pipelines}
         callbacks = [SplitVerification(self, sets)]
-        freeze = self.config.model.freeze_backbone_epochs
+        freeze = self.task_config.freeze_backbone_epochs
         if freeze and self.head_name:
             callbacks.insert(0, FreezeLayer(EMBEDDING_LAYER, freeze))
         if self.pair_sets:
@@ -250,7 +330,7 @@ class RecognitionTask(Task):
             callbacks.append(PairSetEvaluation(self.pair_sets, embedding_model=self.inference_model,
                                                batch_size=self.config.optim.batch_size, image_size=data.image_size,
                                                resize_mode=data.resize_mode))
-        monitor = self.config.optim.monitor
+        monitor = self.task_config.monitor
         if monitor in self.pair_sets or "validation" in sets:
             return Monitoring(f"{metric_prefix(monitor)}auc_cosine", "max", callbacks)
         return Monitoring("loss", "min", callbacks)
@@ -277,22 +357,30 @@ class RecognitionTask(Task):
     def report_sections(self, history):
         if not self.loss_settings:
             return []
-        return [{"title": "Loss settings", "text": f"{self.config.model.loss}: "
-                 f"{self.config.model.loss_kwargs or 'the head defaults'}. Why: {self.loss_settings}."}]
+        options = self.task_config
+        return [{"title": "Loss settings", "text": f"{options.loss}: "
+                 f"{options.loss_kwargs or 'the head defaults'}. Why: {self.loss_settings}."}]
 
     def layout(self) -> str:
-        partial = (f", Partial FC at sample rate {self.config.model.loss_kwargs['sample_rate']}"
-                   if self.partial_fc else "")
-        head = f" -> {self.config.model.loss} head ({self.num_train_classes} identities{partial})" \
-            if self.head_name else f" -> {self.config.model.loss} loss"
-        model = self.config.model
+        model, options = self.config.model, self.task_config
+        partial = f", Partial FC at sample rate {options.loss_kwargs['sample_rate']}" if self.partial_fc else ""
+        head = f" -> {options.loss} head ({self.num_train_classes} identities{partial})" \
+            if self.head_name else f" -> {options.loss} loss"
+        dim = options.embedding_dim
         if self.config.data.views != "modalities":
-            return f"1 image -> {model.backbone} -> embedding {model.embedding_dim}{head}"
+            return f"1 image -> {model.backbone} -> embedding {dim}{head}"
         frozen = " (frozen)" if model.freeze_branches else ""
         if len(self.modalities) == 1:
-            return f"{self.modalities[0]} panel -> {model.backbone}{frozen} -> embedding {model.embedding_dim}{head}"
+            return f"{self.modalities[0]} panel -> {model.backbone}{frozen} -> embedding {dim}{head}"
         return (f"{' | '.join(self.modalities)} panels -> {len(self.modalities)}x {model.backbone}{frozen} -> concat "
-                f"-> Dense {model.embedding_dim} -> embedding{head}")
+                f"-> Dense {dim} -> embedding{head}")
+
+
+def check_identity_split(config) -> None:
+    """Refuse a split that would verify trained identities (the recognition and multitask tasks)."""
+    if config.data.split != "identity":
+        raise ValueError(f"the {config.task} task verifies faces of identities it never trained on; "
+                         "use --split identity")
 
 
 def read_val_pairs(paths) -> dict[str, PairSet]:

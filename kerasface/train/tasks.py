@@ -1,8 +1,9 @@
 """What a run learns, as plugins of the one trainer (``kerasface.train.run.train``).
 
-A task owns its model, how labels reach it, its sampler, loss and metrics, its evaluation of a
-split, its report fields and its own callbacks; the trainer owns what every task shares
-(runtime, checkpoints, resume, history, report). Tasks are chosen by name from ``TASKS``; a
+A task owns its settings (``config_cls``: a section of the run's config named as the task, and
+``add_arguments``: their flags), its model, how labels reach it, its sampler, loss and metrics,
+its evaluation of a split, its report fields and its own callbacks; the trainer owns what every
+task shares (runtime, checkpoints, resume, history, report). Tasks are chosen by name from ``TASKS``; a
 task registers itself when its module is imported, and ``TASKS`` imports ``kerasface.train.<name>``
 for a name not registered yet (``recognition``, ``multitask``). This module's tasks:
 
@@ -14,6 +15,7 @@ for a name not registered yet (``recognition``, ``multitask``). This module's ta
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 
@@ -44,17 +46,28 @@ class Monitoring:
 class Task:
     """Base class: a multi-branch classifier over ``config.data.views``.
 
-    Subclasses set ``name``, ``target`` (the record field that becomes y: "labels" or
-    "identity"), ``output_activation``, and the loss and metrics."""
+    Subclasses set ``name``, ``summary`` (a line for ``--task``'s help), ``target`` (the record
+    field that becomes y: "labels" or "identity"), ``output_activation``, and the loss and
+    metrics. A task with settings of its own sets ``config_cls``, a dataclass: a run keeps them
+    in ``config.task_config`` (``self.task_config``), saved as the config section named as the
+    task; ``add_arguments`` adds their flags (a flag's dest names the field it sets)."""
 
     name = "task"
+    summary = ""
     target = "labels"
     output_activation = "sigmoid"
+    config_cls: type | None = None
 
     def __init__(self, config: TrainConfig, spec: DatasetSpec):
         self.config = config
+        self.task_config = config.task_config
         self.spec = spec
         self.steps_per_epoch: int | None = None  # the trainer's, set before build_model
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add the flags of the task's own settings to a training command's ``parser`` (defaults
+        None, so that a config file can fill them)."""
 
     # what the task is trained on
     @property
@@ -147,6 +160,7 @@ class Task:
 @TASKS.register("attributes")
 class AttributesTask(Task):
     name = "attributes"
+    summary = "multi-label attribute classification from CSV label columns"
     target = "labels"
     output_activation = "sigmoid"
 
@@ -197,6 +211,7 @@ class AttributesTask(Task):
 @TASKS.register("identity")
 class IdentityTask(Task):
     name = "identity"
+    summary = "closed-set identity classification"
     target = "identity"
     output_activation = "softmax"
 
