@@ -229,13 +229,16 @@ def test_multitask_table_has_every_row_in_order():
 def test_loss_weights_by_group_and_by_output():
     from kerasface.train.multitask import resolve_loss_weights
 
-    weights = resolve_loss_weights({"attributes": 2, "da_pose": 0.5, "id": 0.1}, ["gender", "pose"], True)
+    both = ["gender", "pose"]
+    weights = resolve_loss_weights({"attributes": 2, "da_pose": 0.5, "id": 0.1}, both, both)
     assert weights == {"id": 0.1, "gender": 2.0, "da_gender": 1.0, "pose": 2.0, "da_pose": 0.5}
-    assert resolve_loss_weights({}, ["gender"], False) == {"id": 1.0, "gender": 1.0}
+    assert resolve_loss_weights({"da_pose": 0.5}, both, ["pose"]) == {"id": 1.0, "gender": 1.0, "pose": 1.0,
+                                                                         "da_pose": 0.5}
+    assert resolve_loss_weights({}, ["gender"], []) == {"id": 1.0, "gender": 1.0}
     with pytest.raises(ValueError, match=r"unknown loss weight\(s\) \['da_age'\]"):
-        resolve_loss_weights({"da_age": 1}, ["gender"], True)
+        resolve_loss_weights({"da_age": 1}, ["gender"], ["gender"])
     with pytest.raises(ValueError, match="must be a number >= 0"):
-        resolve_loss_weights({"gender": -1}, ["gender"], True)
+        resolve_loss_weights({"gender": -1}, ["gender"], ["gender"])
 
 
 @pytest.mark.backend
@@ -432,7 +435,11 @@ def test_demo_run_reports_the_multitask_table_every_epoch(demo_run):
 
     report = load_run_report(demo_run)
     history = report["history"]
-    for name in multitask_table_rows(ATTRIBUTES):
+    # by default only the attributes that vary within an identity get an adversary
+    assert "loss_da_pose" in history and "loss_da_emotion" in history
+    assert "loss_da_gender" not in history and "val_test_auc_da_gender" not in history
+    adversaries = [a for a in ATTRIBUTES if f"loss_da_{a}" in history]
+    for name in multitask_table_rows(ATTRIBUTES, adversaries):
         assert len(history[name]) == 8, name  # the Train column of every row, every epoch
         if name not in ("loss", "loss_id"):
             assert len(history[f"val_test_{name}"]) == 8, name
@@ -445,6 +452,9 @@ def test_demo_run_reports_the_multitask_table_every_epoch(demo_run):
     test = report["results"]["test"]
     assert {f"auc_{a}" for a in ATTRIBUTES} | {"auc_id_cosine", "auc_id_euclidean"} <= set(test)
     assert report["card"]["task"] == "multitask" and "GradientReversal(1.0)" in report["card"]["layout"]
+    assert f"adversaries on {', '.join(adversaries)} behind" in report["card"]["layout"]
+    why = next(s for s in report["sections"] if s["title"] == "Adversaries")["text"]
+    assert "none on gender 0.00" in why and "pose 0.9" in why, why
 
 
 def test_demo_run_beats_the_untrained_model(demo_run):
@@ -491,3 +501,64 @@ def test_demo_run_exports_the_identity_and_attribute_models(demo_run, tmp_path):
         assert (tmp_path / name / "saved_model.pb").is_file()
         settings = json.loads((tmp_path / name / "kerasface_input.json").read_text())
         assert settings["preprocessing"]["resize_mode"] == "pad"
+
+
+def test_within_identity_variation_by_hand():
+    """Identity A: values 0 0 1 1 (unbiased Gini 1 - 4/12 = 2/3), B: 0 0 0 0 (0); all eight: 1 -
+    (6*5 + 2*1) / (8*7) = 3/7; within = (4 * 2/3 + 4 * 0) / 8 = 1/3; variation (1/3) / (3/7) = 7/9.
+    A constant per identity gives 0; an identity with one image or a missing value is left out."""
+    from kerasface.eval.attributes import within_identity_variation
+
+    identity = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 1])
+    values = np.array([0, 0, 1, 1, 0, 0, 0, 0, 1, -1])
+    assert within_identity_variation(identity, values) == pytest.approx(7 / 9)
+    assert within_identity_variation(identity[:8], np.array([1, 1, 1, 1, 0, 0, 0, 0])) == 0.0
+    rng = np.random.default_rng(0)
+    iid = within_identity_variation(np.repeat(np.arange(200), 10), rng.integers(0, 3, 2000))
+    assert 0.95 < iid <= 1.0
+    assert np.isnan(within_identity_variation(np.arange(5), np.zeros(5, int)))  # no identity with two images
+
+
+def adversary_task(adversaries, tmp_path):
+    """A multitask task over 30 identities of 6 images: gender fixed per identity, pose drawn per image."""
+    from kerasface.data.spec import DatasetSpec, Samples
+    from kerasface.train.config import TrainConfig
+    from kerasface.train.multitask import MultitaskTask
+
+    rng = np.random.default_rng(1)
+    identity = np.repeat(np.arange(30), 6)
+    gender = (identity % 2).astype("float32")
+    pose = np.eye(3, dtype="float32")[rng.integers(0, 3, len(identity))]
+    samples = Samples(np.array([str(tmp_path / f"{i}.png") for i in range(len(identity))]), identity,
+                      np.concatenate([gender[:, None], pose], axis=1))
+    spec = DatasetSpec("faces.csv", samples, [str(i) for i in range(30)],
+                       {"gender": ["female", "male"], "pose": ["frontal", "left", "right"]})
+    config = TrainConfig.from_dict(dict(
+        task="multitask", split="identity", views="single", backbone="vit", backbone_kwargs=TINY_VIT,
+        image_size=32, embedding_dim=16, head_units=8, loss="normface", adversaries=adversaries))
+    return MultitaskTask(config, spec), samples
+
+
+@pytest.mark.parametrize("chosen, expected", [("auto", ["pose"]), (["all"], ["gender", "pose"]),
+                                              (["gender"], ["gender"])])
+def test_adversaries_go_to_the_attributes_that_vary_within_an_identity(chosen, expected, tmp_path):
+    """auto: the within-identity variation of the training split decides (gender 0, pose about 1);
+    the model, its losses, the table and the report follow the choice."""
+    task, samples = adversary_task(chosen, tmp_path)
+    task.check_data({"train": samples})
+    assert task.variation["gender"] == 0.0 and task.variation["pose"] > 0.9
+    assert task.adversaries == expected
+    model = task.build_model()
+    assert sorted(k for k in model.output if k.startswith("da_")) == [f"da_{a}" for a in expected]
+    assert sorted(k for k in task.loss_weights() if k.startswith("da_")) == [f"da_{a}" for a in expected]
+    if chosen == "auto":
+        assert "none on gender 0.00: they belong to the identity" in task.adversary_reason()
+        assert "adversaries on pose behind" in task.layout()
+
+
+def test_adversaries_not_among_the_attributes_are_refused(tmp_path):
+    from kerasface.errors import BadInputError
+
+    task, samples = adversary_task(["age"], tmp_path)
+    with pytest.raises(BadInputError, match=r"--adversaries \['age'\]: not among the attributes"):
+        task.check_data({"train": samples})

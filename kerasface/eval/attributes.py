@@ -92,3 +92,39 @@ def column_auc(y_true, y_score, values: list[str]) -> float:
     if keep.sum() < 2:
         return math.nan
     return attribute_metrics(y_true[keep], y_score[keep], {"column": list(values)}).column_auc.get("column", math.nan)
+
+
+def within_identity_variation(identity: np.ndarray, values: np.ndarray) -> float:
+    """The share of an attribute's variation that lies within identities, in [0, 1]:
+
+        sum_i n_i G_i / (N G),   G = n / (n - 1) * (1 - sum_v p_v^2)   (unbiased Gini impurity)
+
+    over the identities i with n_i >= 2 labelled images (G_i of their values, G of all N of
+    them). 0: the value is the identity's own (gender); about 1: it varies within an identity as
+    freely as across the data (pose, expression). ``values``: one value index per sample, -1
+    where missing. NaN when no identity has two labelled images or the attribute never varies."""
+    identity, values = np.asarray(identity), np.asarray(values)
+    keep = values >= 0
+    identity, values = identity[keep], values[keep]
+    _, groups = np.unique(identity, return_inverse=True)
+    counts = np.bincount(groups)
+    multi = counts[groups] >= 2
+    identity, groups, values = identity[multi], groups[multi], values[multi]
+    n = len(values)
+    if n < 2:
+        return float("nan")
+
+    def gini(counts_by_value: np.ndarray) -> np.ndarray:
+        total = counts_by_value.sum(axis=-1)
+        purity = (counts_by_value * (counts_by_value - 1)).sum(axis=-1) / (total * (total - 1))
+        return 1.0 - purity
+
+    overall = gini(np.bincount(values).astype(np.float64))
+    if overall <= 0:
+        return float("nan")
+    table = np.zeros((groups.max() + 1, values.max() + 1))
+    np.add.at(table, (groups, values), 1.0)
+    sizes = table.sum(axis=1)
+    present = sizes >= 2
+    within = float((sizes[present] * gini(table[present])).sum() / sizes[present].sum())
+    return float(min(1.0, within / overall))

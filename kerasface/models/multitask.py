@@ -23,7 +23,7 @@ exportable parts out of a built (or loaded) model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import keras
 from keras import ops
@@ -105,6 +105,7 @@ def build_multitask_model(
     identity_head: str | None = "arcface",
     head_kwargs: dict | None = None,
     adversarial: bool = True,
+    adversaries: Iterable[str] | None = None,
     reversal_lambda: float = 1.0,
     reversal_warmup_steps: int = 0,
     head_units: int = 128,
@@ -115,9 +116,9 @@ def build_multitask_model(
     """The multi-task model. ``attributes``: name -> number of values. ``identity_head``: a
     margin head of ``kerasface.losses`` (the model then takes ``[image, identity]``; needs
     ``num_identities``), or None for a metric loss on the embedding (the model takes the image
-    alone and its ``"id"`` output is the embedding). ``adversarial``: an adversary per attribute
-    behind ``GradientReversal(reversal_lambda, reversal_warmup_steps)``, learning
-    ``adversary_speed`` times faster than the rest (``FastDense``)."""
+    alone and its ``"id"`` output is the embedding). ``adversarial``: an adversary per attribute of
+    ``adversaries`` (None: every attribute) behind ``GradientReversal(reversal_lambda,
+    reversal_warmup_steps)``, learning ``adversary_speed`` times faster than the rest (``FastDense``)."""
     if not attributes:
         raise ValueError("the multitask model needs at least one attribute")
     trunk = build_trunk(backbone, input_shape, embedding_dim, **(backbone_kwargs or {}))
@@ -137,10 +138,15 @@ def build_multitask_model(
         outputs[ID_OUTPUT] = keras.layers.Activation("linear", dtype="float32", name="id_embedding")(embedding)
     for attribute, values in attributes.items():
         outputs[attribute] = attribute_head(values, head_units, f"attribute_{attribute}")(features)
-    if adversarial:
+    adversaries = list(attributes) if adversaries is None else list(adversaries)
+    unknown = sorted(set(adversaries) - set(attributes))
+    if unknown:
+        raise ValueError(f"adversaries {unknown} are not among the attributes {list(attributes)}")
+    if adversarial and adversaries:
         unit = L2Normalize(name="embedding_l2")(embedding)
         reversed_ = GradientReversal(reversal_lambda, reversal_warmup_steps, name=REVERSAL)(unit)
-        for attribute, values in attributes.items():
+        for attribute in adversaries:
+            values = attributes[attribute]
             outputs[f"da_{attribute}"] = attribute_head(values, head_units, f"adversary_{attribute}",
                                                         adversary_speed)(reversed_)
     return keras.Model(inputs if len(inputs) > 1 else images, outputs, name=name)
@@ -184,6 +190,8 @@ def predictor_model(model: keras.Model) -> keras.Model:
         outputs[a] = model.get_layer(f"attribute_{a}")(features)
     if any(layer.name == REVERSAL for layer in model.layers):
         reversed_ = model.get_layer(REVERSAL)(model.get_layer("embedding_l2")(embedding))
+        layer_names = {layer.name for layer in model.layers}
         for a in names:
-            outputs[f"da_{a}"] = model.get_layer(f"adversary_{a}")(reversed_)
+            if f"adversary_{a}" in layer_names:
+                outputs[f"da_{a}"] = model.get_layer(f"adversary_{a}")(reversed_)
     return keras.Model(images, outputs, name="predictor")

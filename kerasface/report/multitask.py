@@ -9,24 +9,26 @@ TEST_HEADER = "Test"
 TEST_PREFIX = "val_test_"
 
 
-def multitask_table_rows(attributes) -> list[str]:
-    """The multi-task table's rows: loss, loss_id, loss_<a> and loss_da_<a> per attribute, auc_<a> per
-    attribute, auc_id_cosine, auc_id_euclidean."""
+def multitask_table_rows(attributes, adversaries=None) -> list[str]:
+    """The multi-task table's rows: loss, loss_id, loss_<a> per attribute and loss_da_<a> per
+    attribute of ``adversaries`` (None: every attribute), auc_<a> per attribute, auc_id_cosine,
+    auc_id_euclidean."""
+    adversaries = attributes if adversaries is None else adversaries
     rows = ["loss", "loss_id"]
     for a in attributes:
-        rows += [f"loss_{a}", f"loss_da_{a}"]
+        rows += [f"loss_{a}", f"loss_da_{a}"] if a in adversaries else [f"loss_{a}"]
     return rows + [f"auc_{a}" for a in attributes] + ["auc_id_cosine", "auc_id_euclidean"]
 
 
-def multitask_table(history: dict, epochs: list[int], attributes) -> str:
+def multitask_table(history: dict, epochs: list[int], attributes, adversaries=None) -> str:
     """The multi-task grid (Metric | Train | Test) for each of ``epochs`` (1-based) of ``history``."""
-    return epoch_grids(history, epochs, names=multitask_table_rows(attributes), test_prefix=TEST_PREFIX,
+    return epoch_grids(history, epochs, names=multitask_table_rows(attributes, adversaries), test_prefix=TEST_PREFIX,
                        test_header=TEST_HEADER)
 
 
-def multitask_epoch_table(logs: dict, attributes) -> str:
+def multitask_epoch_table(logs: dict, attributes, adversaries=None) -> str:
     """The multi-task grid of one epoch's ``logs``."""
-    return epoch_grid({k: [v] for k, v in logs.items()}, 1, names=multitask_table_rows(attributes),
+    return epoch_grid({k: [v] for k, v in logs.items()}, 1, names=multitask_table_rows(attributes, adversaries),
                       test_prefix=TEST_PREFIX, test_header=TEST_HEADER)
 
 

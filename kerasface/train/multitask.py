@@ -33,7 +33,7 @@ import numpy as np
 
 from kerasface.data.spec import column_slices, label_names
 from kerasface.errors import BadInputError
-from kerasface.eval.attributes import column_auc
+from kerasface.eval.attributes import column_auc, within_identity_variation
 from kerasface.eval.identity import verify_identities
 from kerasface.losses.masked import MaskedAUC, MaskedCrossentropy
 from kerasface.models.multitask import (
@@ -53,6 +53,8 @@ from kerasface.train.tasks import Monitoring
 
 TRAIN_PAIR_IMAGES = 600
 LOSS_WEIGHT_GROUPS = ("id", "attributes", "adversarial")
+# "auto" adversaries: the attributes whose within-identity variation (eval.attributes) is at least this
+PER_IMAGE_VARIATION = 0.5
 
 
 @dataclasses.dataclass
@@ -63,6 +65,7 @@ class MultitaskConfig(EmbeddingLossConfig):
     attributes: list[str] = dataclasses.field(default_factory=list)
     head_units: int = 128
     adversarial: bool = True
+    adversaries: str | list[str] = "auto"
     reversal_lambda: float = 1.0
     reversal_warmup: float = 0.0
     adversary_speed: float = 1.0
@@ -77,6 +80,11 @@ class MultitaskConfig(EmbeddingLossConfig):
             raise ValueError(f"adversary_speed must be > 0, got {self.adversary_speed}")
         if self.head_units < 0:
             raise ValueError(f"head_units must be >= 0, got {self.head_units}")
+        if isinstance(self.adversaries, (list, tuple)):
+            self.adversaries = (self.adversaries[0] if list(self.adversaries) in (["auto"], ["all"])
+                                else list(self.adversaries))
+        if isinstance(self.adversaries, str) and self.adversaries not in ("auto", "all"):
+            raise ValueError(f"adversaries must be auto, all or a list of attribute columns, got {self.adversaries!r}")
 
 
 def on_off(text: str) -> bool:
@@ -85,9 +93,10 @@ def on_off(text: str) -> bool:
     return text == "on"
 
 
-def resolve_loss_weights(weights: dict, attributes, adversarial: bool) -> dict[str, float]:
+def resolve_loss_weights(weights: dict, attributes, adversaries) -> dict[str, float]:
     """``multitask.loss_weights`` (keys ``id``, ``attributes``, ``adversarial``, or one attribute
-    ``a`` / ``da_a``; 1 by default) as the weight of each output in the total loss."""
+    ``a`` / ``da_a``; 1 by default) as the weight of each output in the total loss; ``adversaries``:
+    the attributes with an adversary."""
     known = set(LOSS_WEIGHT_GROUPS) | set(attributes) | {f"da_{a}" for a in attributes}
     unknown = sorted(set(weights) - known)
     if unknown:
@@ -98,7 +107,7 @@ def resolve_loss_weights(weights: dict, attributes, adversarial: bool) -> dict[s
     out = {ID_OUTPUT: float(weights.get("id", 1.0))}
     for a in attributes:
         out[a] = float(weights.get(a, weights.get("attributes", 1.0)))
-        if adversarial:
+        if a in adversaries:
             out[f"da_{a}"] = float(weights.get(f"da_{a}", weights.get("adversarial", 1.0)))
     return out
 
@@ -117,6 +126,8 @@ class MultitaskTask(RecognitionTask):
         self.columns = {c: spec.label_columns[c] for c in chosen if c in spec.label_columns}
         self.missing_columns = [c for c in chosen if c not in spec.label_columns]
         self.slices = column_slices(spec.label_columns)
+        self.variation: dict[str, float] = {}
+        self._adversaries: list[str] | None = None
 
     @property
     def attributes(self) -> list[str]:
@@ -130,7 +141,11 @@ class MultitaskTask(RecognitionTask):
         a("--attributes", nargs="+", help="attribute columns to learn (default: every label column)")
         a("--head-units", type=int, help="hidden units of each attribute and adversary head (default 128; 0: linear)")
         a("--adversarial", type=on_off, metavar="{on,off}",
-          help="an adversary per attribute on the identity embedding, behind a gradient reversal (default on)")
+          help="adversaries on the identity embedding, behind a gradient reversal (default on)")
+        a("--adversaries", nargs="+", metavar="ATTR",
+          help="the attributes that get an adversary: auto (default: those that vary within an identity, "
+               f"within-identity variation >= {PER_IMAGE_VARIATION}: pose, expression, not gender), all, or "
+               "attribute columns")
         a("--reversal-lambda", type=float, help="gradient-reversal strength lambda (default 1)")
         a("--reversal-warmup", type=float, metavar="EPOCHS",
           help="DANN warm-up of lambda over this many epochs, 2/(1+exp(-10p))-1 (default 0: constant lambda)")
@@ -143,8 +158,53 @@ class MultitaskTask(RecognitionTask):
           help="an empty attribute cell is bad input (default: a missing value, masked out of the loss)")
 
     @property
+    def adversaries(self) -> list[str]:
+        """The attributes with an adversary (``multitask.adversaries``; "auto" is decided from the
+        training split in ``check_data``)."""
+        if self._adversaries is None:
+            self._adversaries = self.choose_adversaries()
+        return self._adversaries
+
+    @property
     def adversarial(self) -> bool:
-        return bool(self.task_config.adversarial)
+        return bool(self.adversaries)
+
+    def choose_adversaries(self) -> list[str]:
+        chosen = self.task_config.adversaries
+        if not self.task_config.adversarial:
+            return []
+        if chosen == "all":
+            return self.attributes
+        if chosen != "auto":
+            return [a for a in self.attributes if a in chosen]
+        if not self.variation:
+            raise ValueError("adversaries 'auto' are chosen from the training split: call check_data first")
+        return [a for a in self.attributes if self.variation[a] >= PER_IMAGE_VARIATION]
+
+    def attribute_variation(self, samples) -> dict[str, float]:
+        """Per attribute, its within-identity variation over ``samples`` (``eval.attributes``)."""
+        figures = {}
+        for a in self.attributes:
+            block = samples.labels[:, self.slices[a]]
+            missing = np.isnan(block).any(axis=1)
+            values = (np.nan_to_num(block[:, 0]) if block.shape[1] == 1 else np.argmax(np.nan_to_num(block), axis=1))
+            figures[a] = within_identity_variation(samples.identity, np.where(missing, -1, values.astype(np.int64)))
+        return figures
+
+    def adversary_reason(self) -> str:
+        """Which attributes have an adversary, and why."""
+        chosen = self.task_config.adversaries
+        if not self.adversarial:
+            return "no adversaries (--adversarial off)"
+        if chosen != "auto":
+            return f"adversaries on {', '.join(self.adversaries)} (--adversaries {' '.join(chosen) if isinstance(chosen, list) else chosen})"
+        shown = lambda names: ", ".join(f"{a} {self.variation[a]:.2f}" for a in names)  # noqa: E731
+        others = [a for a in self.attributes if a not in self.adversaries]
+        text = (f"adversaries on the attributes that vary within an identity (within-identity variation >= "
+                f"{PER_IMAGE_VARIATION}, training split): {shown(self.adversaries) or 'none'}")
+        if others:
+            text += f"; none on {shown(others)}: they belong to the identity, which the embedding must keep"
+        return text
 
     @property
     def output_names(self) -> list[str]:
@@ -170,7 +230,13 @@ class MultitaskTask(RecognitionTask):
             raise BadInputError(f"{self.spec.source}: attribute column {single[0]!r} holds one value only; an "
                                 "attribute needs at least two values to learn; leave it out with --attributes")
         self.check_identities(splits)
-        resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversarial)
+        unknown = sorted(set(self.task_config.adversaries) - set(self.attributes)) if isinstance(
+            self.task_config.adversaries, list) else []
+        if unknown:
+            raise BadInputError(f"--adversaries {unknown}: not among the attributes learnt ({self.attributes})")
+        self.variation = self.attribute_variation(splits["train"])
+        self._adversaries = None
+        resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversaries)
 
     # how data reaches the model
     def model_io(self, x, y):
@@ -179,7 +245,7 @@ class MultitaskTask(RecognitionTask):
         targets = {ID_OUTPUT: target}
         for a in self.attributes:
             targets[a] = labels[:, self.slices[a]]
-            if self.adversarial:
+            if a in self.adversaries:
                 targets[f"da_{a}"] = targets[a]
         return inputs, targets
 
@@ -193,7 +259,8 @@ class MultitaskTask(RecognitionTask):
         return build_multitask_model(
             {a: len(v) for a, v in self.columns.items()}, self.num_train_classes, backbone=model.backbone,
             input_shape=(size, size, 3), embedding_dim=options.embedding_dim, identity_head=self.head_name,
-            head_kwargs=options.loss_kwargs, adversarial=self.adversarial, reversal_lambda=options.reversal_lambda,
+            head_kwargs=options.loss_kwargs, adversarial=self.adversarial, adversaries=self.adversaries,
+            reversal_lambda=options.reversal_lambda,
             reversal_warmup_steps=warmup, head_units=options.head_units, adversary_speed=options.adversary_speed,
             backbone_kwargs=model.backbone_kwargs,
             name=f"multitask_{model.backbone}")
@@ -208,12 +275,12 @@ class MultitaskTask(RecognitionTask):
         losses = {ID_OUTPUT: super().loss()}
         for a in self.attributes:
             losses[a] = MaskedCrossentropy(name=f"loss_{a}")
-            if self.adversarial:
+            if a in self.adversaries:
                 losses[f"da_{a}"] = MaskedCrossentropy(name=f"loss_da_{a}")
         return losses
 
     def loss_weights(self):
-        return resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversarial)
+        return resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversaries)
 
     def metrics(self):
         metrics = {ID_OUTPUT: super().metrics()} if super().metrics() else {}
@@ -221,14 +288,14 @@ class MultitaskTask(RecognitionTask):
             width = attribute_outputs(len(vocab))
             kwargs = dict(multi_label=True, num_labels=width) if width > 1 else {}
             metrics[a] = [MaskedAUC(name="auc", **kwargs)]
-            if self.adversarial:
+            if a in self.adversaries:
                 metrics[f"da_{a}"] = [MaskedAUC(name="auc", **kwargs)]
         return metrics
 
     def output_keys(self) -> list[str]:
         keys = [ID_OUTPUT]
         for a in self.attributes:
-            keys += [a, f"da_{a}"] if self.adversarial else [a]
+            keys += [a, f"da_{a}"] if a in self.adversaries else [a]
         return keys
 
     def monitoring(self, run_dir, pipelines):
@@ -250,7 +317,7 @@ class MultitaskTask(RecognitionTask):
         losses = self.loss()
         figures = {}
         for a in self.attributes:
-            for key in ([a, f"da_{a}"] if self.adversarial else [a]):
+            for key in ([a, f"da_{a}"] if a in self.adversaries else [a]):
                 figures[f"loss_{key}"] = float(keras.ops.convert_to_numpy(losses[key](targets[key], outputs[key])))
                 figures[f"auc_{key}"] = column_auc(targets[key], outputs[key], self.columns[a])
         aucs = [figures[f"auc_{a}"] for a in self.attributes if not math.isnan(figures[f"auc_{a}"])]
@@ -297,14 +364,15 @@ class MultitaskTask(RecognitionTask):
         text = (f"Train: training batches (losses, attribute AUCs) and pairs of up to {TRAIN_PAIR_IMAGES} "
                 "training images (identity AUCs); Test: the test split, whose identities were never trained on "
                 f"(no identity loss there). Shown: {shown} (all are in report.json's history).\n\n"
-                "```text\n" + multitask_table(history, epochs, self.attributes) + "\n```")
-        return [{"title": "Multi-task table (attributes, adversarial identity)", "text": text}]
+                "```text\n" + multitask_table(history, epochs, self.attributes, self.adversaries) + "\n```")
+        return [{"title": "Adversaries", "text": self.adversary_reason() + "."},
+                {"title": "Multi-task table (attributes, adversarial identity)", "text": text}]
 
     def layout(self) -> str:
         options = self.task_config
         identity = (f"{options.loss} head ({self.num_train_classes} identities)" if self.head_name
                     else f"{options.loss} loss")
-        adversary = (f"; per attribute an adversary behind GradientReversal({options.reversal_lambda})"
+        adversary = (f"; adversaries on {', '.join(self.adversaries)} behind GradientReversal({options.reversal_lambda})"
                      if self.adversarial else "; no adversaries")
         return (f"1 image -> {self.config.model.backbone} -> embedding {options.embedding_dim} -> {identity}; "
                 f"pooled features -> {len(self.columns)} attribute heads ({', '.join(self.attributes)}){adversary}")
