@@ -177,8 +177,8 @@ class MultitaskTask(RecognitionTask):
             return self.attributes
         if chosen != "auto":
             return [a for a in self.attributes if a in chosen]
-        if not self.variation:
-            raise ValueError("adversaries 'auto' are chosen from the training split: call check_data first")
+        if not self.variation:  # check_data measures the training split; before it, the whole dataset
+            self.variation = self.attribute_variation(self.spec.samples)
         return [a for a in self.attributes if self.variation[a] >= PER_IMAGE_VARIATION]
 
     def attribute_variation(self, samples) -> dict[str, float]:
