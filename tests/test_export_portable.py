@@ -77,10 +77,50 @@ def test_litert_int8_export_is_calibrated_and_checked(imported, tmp_path, capsys
     figures = json.loads((tmp_path / "r18.tflite.json").read_text())
     assert figures["quantize"] == "int8" and figures["mean_cosine"] >= portable.CHECKS["int8"].mean_cosine
     assert out.stat().st_size < 0.5 * model_path.stat().st_size  # int8 weights
+    # PReLU stays float32 (the LiteRT CPU delegate takes no int8 PRELU), the convolutions int8
+    types = op_input_types(out)
+    assert types["PRELU"] == {"float32"} and types["CONV_2D"] >= {"int8"}, types
     paths = [str(p) for p in sorted(photos.iterdir())]
     cosine = np.sum(extract_embeddings(out, paths, progress=False)
                     * extract_embeddings(model_path, paths, progress=False), axis=1)
     assert np.all(cosine > 0.98), cosine
+
+
+def op_input_types(path) -> dict:
+    """Op name -> the dtypes of its inputs, over the ops of a .tflite file."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_path=str(path),
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    dtypes = {t["index"]: t["dtype"].__name__ for t in interpreter.get_tensor_details()}
+    types = {}
+    for op in interpreter._get_ops_details():
+        types.setdefault(op["op_name"], set()).update(dtypes[i] for i in op["inputs"] if i >= 0)
+    return types
+
+
+def test_the_litert_runner_uses_every_cpu_of_the_process(tmp_path, monkeypatch):
+    import os
+
+    import keras
+    from ai_edge_litert import interpreter as interpreter_module
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(inputs)))
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    threads = []
+    original = interpreter_module.Interpreter
+
+    class Recording(original):
+        def __init__(self, *args, **kwargs):
+            threads.append(kwargs.get("num_threads"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(interpreter_module, "Interpreter", Recording)
+    portable.export_portable(model, tmp_path / "dense.tflite", "litert", images)
+    _, predict = portable.litert_predictor(tmp_path / "dense.tflite")
+    np.testing.assert_allclose(predict(images), model.predict_on_batch(images), rtol=1e-4, atol=1e-4)
+    assert threads == [len(os.sched_getaffinity(0))] * 2  # the export's check, then the runner
 
 
 def test_grouped_convs_become_block_diagonal_convs_computing_the_same():

@@ -7,13 +7,15 @@ images next to the Keras model, and renamed into place only when the two agree: 
 absolute difference relative to the largest embedding value, and the mean cosine, within the
 limits of ``CHECKS`` for its quantization. ``FILE.json`` beside it records those figures and the
 model's input preprocessing (``kerasface.models.preprocessing``), which loaders read back.
-Needs the TensorFlow backend and the ``interop`` extra.
+An int8 file keeps the ops of ``INT8_FLOAT_OPS`` (PReLU) in float32, so that the LiteRT CPU
+delegate runs the whole graph. Needs the TensorFlow backend and the ``interop`` extra.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +39,12 @@ class Check:
 
 
 CHECKS = {"none": Check(1e-4, 0.99999), "float16": Check(1e-2, 0.999), "int8": Check(0.25, 0.98)}
+
+# Ops an int8 file keeps in float32, each between a DEQUANTIZE and a QUANTIZE: the interpreter's
+# CPU delegate (XNNPACK) takes PRELU in float32 only; an int8 PRELU runs in the interpreter's
+# reference kernel instead, about 10 ns a value, which made int8 MobileFaceNet (33 PReLUs)
+# slower than the Keras model. In float32 the delegate runs the whole graph.
+INT8_FLOAT_OPS = ("PRELU",)
 
 
 def figures_path(path) -> Path:
@@ -73,12 +81,21 @@ def onnx_predictor(path) -> tuple[tuple, Callable[[np.ndarray], np.ndarray]]:
     return shape, lambda images: session.run(None, {name: np.asarray(images, np.float32)})[0]
 
 
+def cpu_threads() -> int:
+    """The CPUs this process may run on: the LiteRT interpreter's threads (its default is one;
+    TensorFlow and onnxruntime use every core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def litert_predictor(path) -> tuple[tuple, Callable[[np.ndarray], np.ndarray]]:
     """(input shape, ``predict``) of a LiteRT (.tflite) file; int8 inputs and outputs are
     (de)quantized with the file's scales."""
     interpreter_module = _require("ai_edge_litert.interpreter", "ai-edge-litert")
     try:
-        interpreter = interpreter_module.Interpreter(model_path=str(path))
+        interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=cpu_threads())
     except (ValueError, RuntimeError) as error:
         raise BadInputError(f"{path}: the LiteRT interpreter cannot load it ({error})") from None
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
@@ -175,7 +192,18 @@ def _converter_options(quantize: str, calibration: np.ndarray | None) -> dict:
         for image in calibration:
             yield [image[None].astype(np.float32)]
 
-    return {**options, "representative_dataset": representative}
+    # calibrated only: ``_quantize_calibrated`` quantizes, as the converter would, but for INT8_FLOAT_OPS
+    return {**options, "representative_dataset": representative, "_experimental_calibrate_only": True}
+
+
+def _quantize_calibrated(path: Path) -> None:
+    """The calibrated float file at ``path`` quantized to int8 in place, float32 inputs and outputs:
+    the converter's own last steps (the MLIR quantizer, then merging equal weight buffers) with
+    ``INT8_FLOAT_OPS`` left in float32."""
+    from tensorflow.lite.python import convert, lite
+
+    quantized = convert.mlir_quantize(path.read_bytes(), denylisted_ops=list(INT8_FLOAT_OPS))
+    path.write_bytes(lite._deduplicate_readonly_buffers(quantized))
 
 
 def compare(predict: Callable, model: keras.Model, images: np.ndarray) -> dict:
@@ -221,6 +249,8 @@ def export_portable(model: keras.Model, out, fmt: str, images: np.ndarray, quant
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         exported.export(str(tmp), format=fmt, input_signature=signature, verbose=False, **options)
+        if fmt == "litert" and quantize == "int8":
+            _quantize_calibrated(tmp)
         _, predict = PREDICTORS[fmt](tmp)
         figures = compare(predict, model, images)
         check = check or CHECKS[quantize]
