@@ -31,7 +31,7 @@ import math
 import keras
 import numpy as np
 
-from kerasface.data.spec import column_slices, label_names
+from kerasface.data.spec import column_slices, column_values, label_names
 from kerasface.errors import BadInputError
 from kerasface.eval.attributes import column_auc, within_identity_variation
 from kerasface.eval.identity import verify_identities
@@ -183,13 +183,8 @@ class MultitaskTask(RecognitionTask):
 
     def attribute_variation(self, samples) -> dict[str, float]:
         """Per attribute, its within-identity variation over ``samples`` (``eval.attributes``)."""
-        figures = {}
-        for a in self.attributes:
-            block = samples.labels[:, self.slices[a]]
-            missing = np.isnan(block).any(axis=1)
-            values = (np.nan_to_num(block[:, 0]) if block.shape[1] == 1 else np.argmax(np.nan_to_num(block), axis=1))
-            figures[a] = within_identity_variation(samples.identity, np.where(missing, -1, values.astype(np.int64)))
-        return figures
+        values = column_values(self.spec.label_columns, samples.labels)
+        return {a: within_identity_variation(samples.identity, values[a]) for a in self.attributes}
 
     def adversary_reason(self) -> str:
         """Which attributes have an adversary, and why."""
