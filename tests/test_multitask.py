@@ -562,3 +562,13 @@ def test_adversaries_not_among_the_attributes_are_refused(tmp_path):
     task, samples = adversary_task(["age"], tmp_path)
     with pytest.raises(BadInputError, match=r"--adversaries \['age'\]: not among the attributes"):
         task.check_data({"train": samples})
+
+
+def test_auto_adversaries_that_choose_none_say_why(tmp_path):
+    """Adversaries on, but no attribute varies within an identity: the report names the measured
+    variation rather than blaming --adversarial off."""
+    task, samples = adversary_task("auto", tmp_path)
+    task.check_data({"train": samples.subset(np.flatnonzero(samples.labels[:, 1] == 1))})  # one pose only
+    assert task.adversaries == [] and not task.adversarial
+    reason = task.adversary_reason()
+    assert "--adversarial off" not in reason and "variation >= 0.5, training split): none" in reason, reason

@@ -189,7 +189,7 @@ class MultitaskTask(RecognitionTask):
     def adversary_reason(self) -> str:
         """Which attributes have an adversary, and why."""
         chosen = self.task_config.adversaries
-        if not self.adversarial:
+        if not self.task_config.adversarial:
             return "no adversaries (--adversarial off)"
         if chosen != "auto":
             return f"adversaries on {', '.join(self.adversaries)} (--adversaries {' '.join(chosen) if isinstance(chosen, list) else chosen})"
