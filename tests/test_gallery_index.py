@@ -79,6 +79,22 @@ def test_many_removals_compact_the_index_on_save(vectors, tmp_path):
     assert [loaded.names[r] for r in rows] == [f"p{k}" for k in range(1, 200, 2)]
 
 
+@pytest.mark.parametrize("size", [3, 40, 700])
+def test_ivf_pq_on_a_small_gallery_finds_every_vector_and_reports_its_lists(size):
+    """Fewer vectors than a sub-quantizer's 16 centroids, fewer than the 624 it wants, and a few
+    lists: each gallery vector's nearest is itself, at its exact cosine 1 (the re-ranking)."""
+    from kerasface.faces.index import pq_codes_per_vector
+
+    vectors = unit_vectors(np.random.default_rng(size), size, DIM)
+    index = VectorIndex.build(vectors, "ivf-pq")
+    rows, scores = index.search(vectors, 2)
+    assert rows[:, 0].tolist() == list(range(size))
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+    assert index.nlist == max(1, size // 39) and VectorIndex.build(vectors, "hnsw").nlist is None
+    assert (pq_codes_per_vector(512), pq_codes_per_vector(64), pq_codes_per_vector(100), pq_codes_per_vector(3)) \
+        == (64, 8, 10, 1)
+
+
 def test_an_empty_gallery_matches_nobody_and_grows():
     gallery = _gallery(np.empty((0, DIM), np.float32))
     gallery.build_index("hnsw")
@@ -88,8 +104,9 @@ def test_an_empty_gallery_matches_nobody_and_grows():
     assert gallery.names[gallery.match(unit_vectors(np.random.default_rng(7), 1, DIM))[0][0]] == "n7"
     with pytest.raises(BadInputError, match="embedding of 3 values"):
         gallery.add("short", np.ones(3))
-    with pytest.raises(BadInputError, match="has none yet: use hnsw or flat"):
-        VectorIndex.build(np.empty((0, DIM), np.float32), "ivf")
+    for kind in ("ivf", "ivf-pq"):
+        with pytest.raises(BadInputError, match=f"an {kind} index is trained .* has none yet: use hnsw or flat"):
+            VectorIndex.build(np.empty((0, DIM), np.float32), kind)
     with pytest.raises(BadInputError, match="unknown index type 'lsh'"):
         VectorIndex.build(np.empty((0, DIM), np.float32), "lsh")
 
@@ -108,11 +125,14 @@ def test_a_damaged_index_names_the_file(vectors, tmp_path):
 
 
 def test_benchmark_rows_cover_each_index_and_setting():
-    rows = benchmark_search(600, dim=32, queries=20, kinds=("flat", "hnsw"), sweep={"hnsw": [8, 64]})
-    assert [(r["index"], r["params"].get("ef_search")) for r in rows] == [("flat", None), ("hnsw", 8), ("hnsw", 64)]
-    assert rows[0]["recall_at_1"] == 1.0
+    rows = benchmark_search(800, dim=32, queries=20, kinds=("flat", "hnsw", "ivf-pq"),
+                            sweep={"hnsw": [8, 64], "ivf-pq": [1, 20]})
+    assert [(r["index"], r["params"].get("ef_search"), r["params"].get("nprobe")) for r in rows] == [
+        ("flat", None, None), ("hnsw", 8, None), ("hnsw", 64, None), ("ivf-pq", None, 1), ("ivf-pq", None, 20)]
+    assert rows[0]["recall_at_1"] == 1.0 and rows[4]["params"]["nlist"] == 20
     assert all(0 <= r["recall_at_1"] <= 1 and r["p99_ms"] >= r["p50_ms"] for r in rows)
     assert rows[2]["recall_at_1"] >= rows[1]["recall_at_1"]
+    assert rows[4]["recall_at_1"] > rows[3]["recall_at_1"]  # all 20 lists searched against one
 
 
 def test_changes_persist_in_a_journal_that_load_replays(vectors, tmp_path, monkeypatch):

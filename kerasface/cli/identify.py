@@ -1,6 +1,6 @@
 """Face identification: enroll people into a gallery, then name the faces of images, videos or a camera.
 
-    kerasface-identify enroll --model M --gallery DIR --out gallery.npz [--flip] [--index [flat|ivf|hnsw]]
+    kerasface-identify enroll --model M --gallery DIR --out gallery.npz [--flip] [--index [flat|ivf|ivf-pq|hnsw]]
     kerasface-identify run --model M --gallery gallery.npz INPUT [--out DIR] [--threshold T] [--index ...]
 
 --model: any embedding model the kit trains or exports (.keras file, run folder, SavedModel, .onnx or
@@ -15,7 +15,8 @@ With --out: annotated images or <name>.mp4 and log.jsonl (one JSON line per fram
 the JSON lines go to standard output. Frames per second are shown while it runs; Ctrl-C stops a
 stream and keeps what was processed.
 --index: search the gallery through a FAISS index (the serve extra) stored in the gallery file:
-flat (exact), ivf or hnsw (approximate, for large galleries; --index alone: hnsw). Without it a
+flat (exact), ivf, ivf-pq or hnsw (approximate, for large galleries: ivf-pq for a million faces;
+--index alone: hnsw). Without it a
 gallery is searched exactly in NumPy, or through the index it was enrolled with.
 """
 

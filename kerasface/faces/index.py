@@ -3,13 +3,16 @@
 
 ``flat``: exact search. ``ivf``: an inverted file of ``nlist`` clusters (fewer when there are
 fewer than 39 vectors per cluster) trained on the vectors it is built from, ``nprobe`` of them
-searched. ``hnsw``: a graph of ``m`` links per vector, ``ef_search`` candidates per query; it
-needs no training, so it grows from an empty gallery as the service's galleries do, which makes
-it the default. The search parameters were chosen with ``kerasface-benchmark-search``
-(docs/benchmarks.md). Vectors are appended without rebuilding. The index keeps a gallery row
-per vector; a removed vector is masked out of searches until the gallery rebuilds the index
-(``Gallery.save`` once a quarter of it is masked). FAISS comes with the ``serve`` extra
-(``pip install kerasface[serve]``) and is imported only when an index is made.
+searched. ``ivf-pq``: the same inverted file holding 4-bit product-quantised codes (one
+sub-quantizer per 8 dimensions, scanned with SIMD lookup tables: FAISS's fast-scan PQ, Andre et
+al. 2015), whose ``k_factor`` x k best candidates are re-ranked by their exact inner products;
+the index for galleries of a million faces. ``hnsw``: a graph of ``m`` links per vector,
+``ef_search`` candidates per query; it needs no training, so it grows from an empty gallery as
+the service's galleries do, which makes it the default. The search parameters were chosen with
+``kerasface-benchmark-search`` (docs/benchmarks.md). Vectors are appended without rebuilding. The
+index keeps a gallery row per vector; a removed vector is masked out of searches until the
+gallery rebuilds the index (``Gallery.save`` once a quarter of it is masked). FAISS comes with
+the ``serve`` extra (``pip install kerasface[serve]``) and is imported only when an index is made.
 """
 
 from __future__ import annotations
@@ -20,11 +23,16 @@ import numpy as np
 
 from kerasface.errors import BadInputError
 
-KINDS = ("flat", "ivf", "hnsw")
+KINDS = ("flat", "ivf", "ivf-pq", "hnsw")
 DEFAULT_KIND = "hnsw"
 DEFAULT_PARAMS = {"flat": {}, "ivf": {"nlist": 1024, "nprobe": 128},
+                  "ivf-pq": {"nlist": 1024, "nprobe": 384, "k_factor": 16},
                   "hnsw": {"m": 32, "ef_construction": 80, "ef_search": 256}}
 TRAINING_POINTS_PER_LIST = 39
+PQ_DIMS_PER_CODE = 8
+PQ_BITS = 4
+PQ_TRAINING_POINTS = 39 * 2 ** PQ_BITS
+PQ_MAX_TRAINING_PER_LIST = 64
 COMPACT_FRACTION = 0.25
 
 
@@ -74,12 +82,15 @@ class VectorIndex:
             index = faiss.IndexHNSWFlat(dim, params["m"], faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = params["ef_construction"]
         else:
-            nlist = max(1, min(params["nlist"], len(vectors) // TRAINING_POINTS_PER_LIST))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
             if not len(vectors):
-                raise BadInputError("an ivf index is trained on the gallery's embeddings, and this gallery has none "
-                                    "yet: use hnsw or flat for a new gallery")
-            index.train(vectors)
+                raise BadInputError(f"an {kind} index is trained on the gallery's embeddings, and this gallery has "
+                                    "none yet: use hnsw or flat for a new gallery")
+            nlist = max(1, min(params["nlist"], len(vectors) // TRAINING_POINTS_PER_LIST))
+            if kind == "ivf":
+                index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+                index.train(vectors)
+            else:
+                index = _ivf_pq(faiss, vectors, nlist)
         built = cls(kind, params, index, np.empty(0, np.int64))
         built.configure()
         built.add(vectors, np.arange(len(vectors)))
@@ -89,8 +100,18 @@ class VectorIndex:
         """Apply the search parameters (``nprobe``, ``ef_search``) to the FAISS index."""
         if self.kind == "hnsw":
             self.faiss_index.hnsw.efSearch = self.params["ef_search"]
-        elif self.kind == "ivf":
-            self.faiss_index.nprobe = min(self.params["nprobe"], self.faiss_index.nlist)
+        elif self.kind in ("ivf", "ivf-pq"):
+            lists = import_faiss().extract_index_ivf(self.faiss_index)
+            lists.nprobe = min(self.params["nprobe"], lists.nlist)
+            if self.kind == "ivf-pq":
+                self.faiss_index.k_factor = self.params["k_factor"]
+
+    @property
+    def nlist(self) -> int | None:
+        """The number of inverted lists of an ``ivf`` or ``ivf-pq`` index (None for the others)."""
+        if self.kind not in ("ivf", "ivf-pq"):
+            return None
+        return int(import_faiss().extract_index_ivf(self.faiss_index).nlist)
 
     @property
     def dim(self) -> int:
@@ -124,20 +145,24 @@ class VectorIndex:
         queries = _float32(queries)
         if queries.shape[1] != self.dim:
             raise BadInputError(f"queries of dimension {queries.shape[1]}; the index holds {self.dim}")
-        params = None
         dead = np.flatnonzero(self.rows < 0)
-        if len(dead):
-            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead.astype(np.int64)))
-            kind = {"flat": faiss.SearchParameters, "ivf": faiss.SearchParametersIVF,
-                    "hnsw": faiss.SearchParametersHNSW}[self.kind]
-            params = kind(sel=selector)
-            if self.kind == "ivf":
-                params.nprobe = self.faiss_index.nprobe
-            elif self.kind == "hnsw":
-                params.efSearch = self.faiss_index.hnsw.efSearch
+        params = self._masking(faiss, dead) if len(dead) else None
         scores, ids = self.faiss_index.search(queries, k, params=params)
         rows = np.where(ids >= 0, self.rows[np.clip(ids, 0, None)], -1)
         return rows, scores
+
+    def _masking(self, faiss, dead: np.ndarray):
+        """Search parameters that skip the FAISS ids ``dead``, with the index's own search settings."""
+        selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead.astype(np.int64)))
+        if self.kind == "flat":
+            return faiss.SearchParameters(sel=selector)
+        if self.kind == "hnsw":
+            return faiss.SearchParametersHNSW(sel=selector, efSearch=self.faiss_index.hnsw.efSearch)
+        lists = faiss.SearchParametersIVF(sel=selector, nprobe=faiss.extract_index_ivf(self.faiss_index).nprobe)
+        if self.kind == "ivf":
+            return lists
+        return faiss.IndexRefineSearchParameters(sel=selector, k_factor=self.faiss_index.k_factor,
+                                                 base_index_params=lists)
 
     def to_bytes(self) -> np.ndarray:
         return import_faiss().serialize_index(self.faiss_index)
@@ -155,6 +180,28 @@ class VectorIndex:
         loaded = cls(kind, dict(params), index, np.asarray(rows, np.int64))
         loaded.configure()
         return loaded
+
+
+def pq_codes_per_vector(dim: int) -> int:
+    """Sub-quantizers of an ``ivf-pq`` code: one per 8 dimensions (64 for 512-d), or the largest
+    divisor of ``dim`` below that."""
+    return next(m for m in range(max(1, dim // PQ_DIMS_PER_CODE), 0, -1) if dim % m == 0)
+
+
+def _ivf_pq(faiss, vectors: np.ndarray, nlist: int):
+    """IVF lists of fast-scan PQ codes behind an exact re-ranking of the candidates, trained on at
+    most 64 vectors per list (a seeded sample). A gallery smaller than the 624 vectors that the
+    16 centroids of each sub-quantizer want is repeated up to that many: with fewer vectors than
+    centroids k-means has nothing to fit, and such a gallery's candidates are re-ranked exactly."""
+    dim = vectors.shape[1]
+    lists = faiss.IndexIVFPQFastScan(faiss.IndexFlatIP(dim), dim, nlist, pq_codes_per_vector(dim), PQ_BITS,
+                                     faiss.METRIC_INNER_PRODUCT)
+    sample = min(len(vectors), PQ_MAX_TRAINING_PER_LIST * nlist)
+    training = vectors[np.sort(np.random.default_rng(0).choice(len(vectors), sample, replace=False))]
+    if len(training) < PQ_TRAINING_POINTS:
+        training = np.tile(training, (-(-PQ_TRAINING_POINTS // len(training)), 1))
+    lists.train(training)
+    return faiss.IndexRefineFlat(lists)
 
 
 def _float32(vectors) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from kerasface.faces.index import VectorIndex, index_params
 
-SEARCH_PARAM = {"flat": None, "ivf": "nprobe", "hnsw": "ef_search"}
+SEARCH_PARAM = {"flat": None, "ivf": "nprobe", "ivf-pq": "nprobe", "hnsw": "ef_search"}
 
 
 def unit_vectors(rng: np.random.Generator, count: int, dim: int) -> np.ndarray:
@@ -41,7 +41,7 @@ def _latencies_ms(index: VectorIndex, queries: np.ndarray) -> tuple[np.ndarray, 
 
 
 def benchmark_search(size: int, dim: int = 512, queries: int = 1000, noise: float = 1.0,
-                     kinds=("flat", "ivf", "hnsw"), sweep: dict | None = None, seed: int = 0, log=None) -> list[dict]:
+                     kinds=("flat", "ivf", "ivf-pq", "hnsw"), sweep: dict | None = None, seed: int = 0, log=None) -> list[dict]:
     """One row per (index, search setting): gallery size, index, params, build_s, memory_mb,
     p50_ms, p99_ms, recall_at_1. ``sweep``: {kind: [values of its search parameter]}."""
     rng = np.random.default_rng(seed)
@@ -59,7 +59,7 @@ def benchmark_search(size: int, dim: int = 512, queries: int = 1000, noise: floa
                 index.params = index_params(kind, **{**index.params, name: value})
                 index.configure()
             found, times = _latencies_ms(index, probes)
-            params = {**index.params, **({"nlist": index.faiss_index.nlist} if kind == "ivf" else {})}
+            params = {**index.params, **({"nlist": index.nlist} if index.nlist is not None else {})}
             row = {"gallery": size, "index": kind, "params": params, "build_s": round(build_s, 2),
                    "memory_mb": round(memory, 1), "p50_ms": round(float(np.percentile(times, 50)), 3),
                    "p99_ms": round(float(np.percentile(times, 99)), 3),
