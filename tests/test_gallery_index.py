@@ -70,7 +70,9 @@ def test_many_removals_compact_the_index_on_save(vectors, tmp_path):
     gallery = _gallery(vectors[:200])
     gallery.build_index("hnsw")
     for k in range(0, 200, 2):
+        assert gallery.names[gallery.match(vectors[k:k + 1])[0][0]] == f"p{k}"
         gallery.remove(f"p{k}")
+        assert gallery.match(vectors[k:k + 1])[1][0] < 0.9  # masked from the next search on
     assert gallery.index.removed == 100
     gallery.save(tmp_path / "g.npz")
     loaded = Gallery.load(tmp_path / "g.npz")

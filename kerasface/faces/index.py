@@ -31,7 +31,7 @@ DEFAULT_PARAMS = {"flat": {}, "ivf": {"nlist": 1024, "nprobe": 128},
 TRAINING_POINTS_PER_LIST = 39
 PQ_DIMS_PER_CODE = 8
 PQ_BITS = 4
-PQ_TRAINING_POINTS = 39 * 2 ** PQ_BITS
+PQ_TRAINING_POINTS = TRAINING_POINTS_PER_LIST * 2 ** PQ_BITS
 PQ_MAX_TRAINING_PER_LIST = 64
 COMPACT_FRACTION = 0.25
 
@@ -68,6 +68,7 @@ class VectorIndex:
     params: dict
     faiss_index: object
     rows: np.ndarray
+    _masked: np.ndarray | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, vectors: np.ndarray, kind: str = DEFAULT_KIND, **params) -> VectorIndex:
@@ -117,9 +118,15 @@ class VectorIndex:
     def dim(self) -> int:
         return int(self.faiss_index.d)
 
+    def masked_ids(self) -> np.ndarray:
+        """The FAISS ids of removed rows, found once per removal rather than per query."""
+        if self._masked is None:
+            self._masked = np.flatnonzero(self.rows < 0)
+        return self._masked
+
     @property
     def removed(self) -> int:
-        return int(np.count_nonzero(self.rows < 0))
+        return len(self.masked_ids())
 
     def add(self, vectors: np.ndarray, rows) -> None:
         """Append ``vectors`` as gallery ``rows`` (no rebuild)."""
@@ -129,11 +136,13 @@ class VectorIndex:
         if len(vectors):
             self.faiss_index.add(vectors)
         self.rows = np.concatenate([self.rows, np.asarray(rows, np.int64)])
+        self._masked = None
 
     def remove_row(self, row: int) -> None:
         """Forget gallery ``row``; later rows move up by one, as the gallery's own arrays do."""
         self.rows[self.rows == row] = -1
         self.rows[self.rows > row] -= 1
+        self._masked = None
 
     def needs_compacting(self) -> bool:
         return self.removed > COMPACT_FRACTION * max(len(self.rows), 1)
@@ -145,7 +154,7 @@ class VectorIndex:
         queries = _float32(queries)
         if queries.shape[1] != self.dim:
             raise BadInputError(f"queries of dimension {queries.shape[1]}; the index holds {self.dim}")
-        dead = np.flatnonzero(self.rows < 0)
+        dead = self.masked_ids()
         params = self._masking(faiss, dead) if len(dead) else None
         scores, ids = self.faiss_index.search(queries, k, params=params)
         rows = np.where(ids >= 0, self.rows[np.clip(ids, 0, None)], -1)
@@ -183,8 +192,8 @@ class VectorIndex:
 
 
 def pq_codes_per_vector(dim: int) -> int:
-    """Sub-quantizers of an ``ivf-pq`` code: one per 8 dimensions (64 for 512-d), or the largest
-    divisor of ``dim`` below that."""
+    """Sub-quantizers of an ``ivf-pq`` code: one per 8 dimensions (64 for 512-d), or, where 8
+    does not divide ``dim``, the largest divisor of ``dim`` under ``dim / 8``."""
     return next(m for m in range(max(1, dim // PQ_DIMS_PER_CODE), 0, -1) if dim % m == 0)
 
 
