@@ -24,6 +24,7 @@ import numpy as np
 from kerasface.errors import BadInputError
 
 KINDS = ("flat", "ivf", "ivf-pq", "hnsw")
+IVF_KINDS = ("ivf", "ivf-pq")
 DEFAULT_KIND = "hnsw"
 DEFAULT_PARAMS = {"flat": {}, "ivf": {"nlist": 1024, "nprobe": 128},
                   "ivf-pq": {"nlist": 1024, "nprobe": 384, "k_factor": 16},
@@ -68,7 +69,7 @@ class VectorIndex:
     params: dict
     faiss_index: object
     rows: np.ndarray
-    _masked: np.ndarray | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _mask: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def build(cls, vectors: np.ndarray, kind: str = DEFAULT_KIND, **params) -> VectorIndex:
@@ -101,7 +102,7 @@ class VectorIndex:
         """Apply the search parameters (``nprobe``, ``ef_search``) to the FAISS index."""
         if self.kind == "hnsw":
             self.faiss_index.hnsw.efSearch = self.params["ef_search"]
-        elif self.kind in ("ivf", "ivf-pq"):
+        elif self.kind in IVF_KINDS:
             lists = import_faiss().extract_index_ivf(self.faiss_index)
             lists.nprobe = min(self.params["nprobe"], lists.nlist)
             if self.kind == "ivf-pq":
@@ -110,7 +111,7 @@ class VectorIndex:
     @property
     def nlist(self) -> int | None:
         """The number of inverted lists of an ``ivf`` or ``ivf-pq`` index (None for the others)."""
-        if self.kind not in ("ivf", "ivf-pq"):
+        if self.kind not in IVF_KINDS:
             return None
         return int(import_faiss().extract_index_ivf(self.faiss_index).nlist)
 
@@ -118,15 +119,22 @@ class VectorIndex:
     def dim(self) -> int:
         return int(self.faiss_index.d)
 
-    def masked_ids(self) -> np.ndarray:
-        """The FAISS ids of removed rows, found once per removal rather than per query."""
-        if self._masked is None:
-            self._masked = np.flatnonzero(self.rows < 0)
-        return self._masked
+    def _removal_mask(self) -> tuple:
+        """(the FAISS ids of removed rows, a FAISS selector of every other id or None), kept until
+        the rows change: the selector hashes every removed id, too much work for each query."""
+        if self._mask is None:
+            dead = np.flatnonzero(self.rows < 0)
+            selector = None
+            if len(dead):
+                faiss = import_faiss()
+                batch = faiss.IDSelectorBatch(dead.astype(np.int64))
+                selector = (faiss.IDSelectorNot(batch), batch)  # the batch must outlive the selector
+            self._mask = (dead, selector)
+        return self._mask
 
     @property
     def removed(self) -> int:
-        return len(self.masked_ids())
+        return len(self._removal_mask()[0])
 
     def add(self, vectors: np.ndarray, rows) -> None:
         """Append ``vectors`` as gallery ``rows`` (no rebuild)."""
@@ -136,13 +144,13 @@ class VectorIndex:
         if len(vectors):
             self.faiss_index.add(vectors)
         self.rows = np.concatenate([self.rows, np.asarray(rows, np.int64)])
-        self._masked = None
+        self._mask = None
 
     def remove_row(self, row: int) -> None:
         """Forget gallery ``row``; later rows move up by one, as the gallery's own arrays do."""
         self.rows[self.rows == row] = -1
         self.rows[self.rows > row] -= 1
-        self._masked = None
+        self._mask = None
 
     def needs_compacting(self) -> bool:
         return self.removed > COMPACT_FRACTION * max(len(self.rows), 1)
@@ -154,15 +162,15 @@ class VectorIndex:
         queries = _float32(queries)
         if queries.shape[1] != self.dim:
             raise BadInputError(f"queries of dimension {queries.shape[1]}; the index holds {self.dim}")
-        dead = self.masked_ids()
-        params = self._masking(faiss, dead) if len(dead) else None
+        selector = self._removal_mask()[1]
+        params = self._masking(faiss, selector[0]) if selector is not None else None
         scores, ids = self.faiss_index.search(queries, k, params=params)
         rows = np.where(ids >= 0, self.rows[np.clip(ids, 0, None)], -1)
         return rows, scores
 
-    def _masking(self, faiss, dead: np.ndarray):
-        """Search parameters that skip the FAISS ids ``dead``, with the index's own search settings."""
-        selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(dead.astype(np.int64)))
+    def _masking(self, faiss, selector):
+        """Search parameters that search only the ids ``selector`` admits, with the index's own
+        search settings."""
         if self.kind == "flat":
             return faiss.SearchParameters(sel=selector)
         if self.kind == "hnsw":
