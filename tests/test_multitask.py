@@ -384,7 +384,7 @@ def test_reversal_warmup_lasts_the_configured_epochs_on_several_replicas(tmp_pat
     config = TrainConfig.from_dict(dict(
         task="multitask", data=str(demo), split="identity", views="single", missing_labels=True, backbone="vit",
         backbone_kwargs=TINY_VIT, image_size=32, embedding_dim=16, head_units=8, loss="normface", epochs=1,
-        batch_size=4, reversal_warmup=1.0, test_fraction=0.25, validation_fraction=0.0, augment=False,
+        batch_size=4, adversary="reversal", reversal_warmup=1.0, test_fraction=0.25, validation_fraction=0.0, augment=False,
         out=str(tmp_path), run_id="mt", tensorboard=False))
     stop = StopAtTrainBegin()
     with pytest.raises(StopAtTrainBegin.Stopped):
@@ -435,11 +435,9 @@ def test_demo_run_reports_the_multitask_table_every_epoch(demo_run):
 
     report = load_run_report(demo_run)
     history = report["history"]
-    # by default only the attributes that vary within an identity get an adversary
-    assert "loss_da_pose" in history and "loss_da_emotion" in history
-    assert "loss_da_gender" not in history and "val_test_auc_da_gender" not in history
-    adversaries = [a for a in ATTRIBUTES if f"loss_da_{a}" in history]
-    for name in multitask_table_rows(ATTRIBUTES, adversaries):
+    # the default adversary, the eraser, has no training heads
+    assert not any(k.startswith("loss_da_") or "_da_" in k for k in history), sorted(history)
+    for name in multitask_table_rows(ATTRIBUTES, []):
         assert len(history[name]) == 8, name  # the Train column of every row, every epoch
         if name not in ("loss", "loss_id"):
             assert len(history[f"val_test_{name}"]) == 8, name
@@ -448,13 +446,39 @@ def test_demo_run_reports_the_multitask_table_every_epoch(demo_run):
     for epoch in range(1, 9):
         assert f"Epoch {epoch}/8" in section["text"]
     md = (demo_run / "report.md").read_text()
-    assert "## Multi-task table" in md and "│ loss_da_spectacles" in md and "│ auc_id_euclidean" in md
+    assert "## Multi-task table" in md and "│ loss_spectacles" in md and "│ auc_id_euclidean" in md
     test = report["results"]["test"]
     assert {f"auc_{a}" for a in ATTRIBUTES} | {"auc_id_cosine", "auc_id_euclidean"} <= set(test)
-    assert report["card"]["task"] == "multitask" and "GradientReversal(1.0)" in report["card"]["layout"]
-    assert f"adversaries on {', '.join(adversaries)} behind" in report["card"]["layout"]
+    # by default only the attributes that vary within an identity are erased
+    assert report["card"]["task"] == "multitask" and "GradientReversal" not in report["card"]["layout"]
+    assert "LEACE eraser of emotion, pose, occlusion, spectacles" in report["card"]["layout"], report["card"]["layout"]
     why = next(s for s in report["sections"] if s["title"] == "Adversaries")["text"]
-    assert "none on gender 0.00" in why and "pose 0.9" in why, why
+    assert "none on gender 0.00" in why and "pose 0.9" in why and "Eraser (--adversary eraser)" in why, why
+
+
+def test_demo_run_erases_the_per_image_attributes_from_the_identity_embedding(demo_run, tmp_path):
+    """A fresh linear probe of model.keras (trained on the training split, scored on the test
+    identities) no longer reads pose, which the trunk's own embedding gives away, and still reads
+    gender, which was not erased; the identity AUC of the results is the erased embedding's."""
+    from kerasface.report import load_run_report
+    from kerasface.saving import load_model
+    from kerasface.train.probe import probe_run
+
+    model = load_model(demo_run / "model.keras")
+    assert "concept_erasure" in [layer.name for layer in model.layers]
+    erased = probe_run(demo_run)["probe_auc"]
+    before = keras.Model(model.inputs[0], model.get_layer("concept_erasure").input)  # the trunk's embedding
+    before.save(tmp_path / "model.keras")
+    for name in ("config.json", "report.json"):
+        (tmp_path / name).write_bytes((demo_run / name).read_bytes())
+    plain = probe_run(tmp_path)["probe_auc"]
+    assert plain["pose"] > 0.8 and erased["pose"] < 0.65, (plain, erased)
+    assert np.mean([erased[a] for a in ("emotion", "pose", "occlusion", "spectacles")]) < np.mean(
+        [plain[a] for a in ("emotion", "pose", "occlusion", "spectacles")]) - 0.1, (plain, erased)
+    assert erased["gender"] > max(plain["gender"] - 0.1, 0.6), (plain, erased)
+    report = load_run_report(demo_run)
+    trunk_auc = report["history"]["val_test_auc_id_cosine"][report["card"]["best_epoch"] - 1]
+    assert report["results"]["test"]["auc_id_cosine"] > trunk_auc - 0.03, (report["results"]["test"], trunk_auc)
 
 
 def test_demo_run_beats_the_untrained_model(demo_run):
@@ -477,8 +501,11 @@ def test_demo_run_beats_the_untrained_model(demo_run):
     test = build_pipeline(data.spec, data.splits["test"], input_config=config.data.input_config(),
                           target=task.target, batch_size=16).map(task.model_io)
     before = task.split_figures(*predict_all(untrained, test))
-    after = load_run_report(demo_run)["results"]["test"]
-    assert after["auc_id_cosine"] > before["auc_id_cosine"] + 0.03, (before, after)
+    report = load_run_report(demo_run)
+    after = report["results"]["test"]
+    # the trunk's embedding (the results are the erased one's: test_demo_run_erases_...)
+    trunk_auc = report["history"]["val_test_auc_id_cosine"][report["card"]["best_epoch"] - 1]
+    assert trunk_auc > before["auc_id_cosine"] + 0.03, (before, trunk_auc)
     # NormFace trains the cosine; euclidean distance of the unnormalised embeddings only has to improve
     # (+0.024 with oneDNN's numerics, about +0.05 without)
     assert after["auc_id_euclidean"] > before["auc_id_euclidean"], (before, after)
@@ -519,7 +546,7 @@ def test_within_identity_variation_by_hand():
     assert np.isnan(within_identity_variation(np.arange(5), np.zeros(5, int)))  # no identity with two images
 
 
-def adversary_task(adversaries, tmp_path):
+def adversary_task(adversaries, tmp_path, adversary="reversal"):
     """A multitask task over 30 identities of 6 images: gender fixed per identity, pose drawn per image."""
     from kerasface.data.spec import DatasetSpec, Samples
     from kerasface.train.config import TrainConfig
@@ -535,7 +562,8 @@ def adversary_task(adversaries, tmp_path):
                        {"gender": ["female", "male"], "pose": ["frontal", "left", "right"]})
     config = TrainConfig.from_dict(dict(
         task="multitask", split="identity", views="single", backbone="vit", backbone_kwargs=TINY_VIT,
-        image_size=32, embedding_dim=16, head_units=8, loss="normface", adversaries=adversaries))
+        image_size=32, embedding_dim=16, head_units=8, loss="normface", adversaries=adversaries,
+        adversary=adversary))
     return MultitaskTask(config, spec), samples
 
 
@@ -554,6 +582,11 @@ def test_adversaries_go_to_the_attributes_that_vary_within_an_identity(chosen, e
     if chosen == "auto":
         assert "none on gender 0.00: they belong to the identity" in task.adversary_reason()
         assert "adversaries on pose behind" in task.layout()
+        eraser, _ = adversary_task(chosen, tmp_path, adversary="eraser")
+        eraser.check_data({"train": samples})
+        assert eraser.adversaries == ["pose"] and eraser.adversary_heads == []
+        assert not any(k.startswith("da_") for k in eraser.build_model().output)
+        assert "LEACE eraser of pose" in eraser.layout()
 
 
 def test_adversaries_not_among_the_attributes_are_refused(tmp_path):

@@ -1,5 +1,6 @@
-"""Train the multi-task model: identity embedding + attribute heads + per attribute an
-adversary that pushes the attribute out of the identity embedding (gradient reversal).
+"""Train the multi-task model: identity embedding + attribute heads + adversaries that take the
+attributes that vary within an identity (pose, expression, occlusion; not gender) out of the
+identity embedding.
 
     kerasface-train-multitask                      (or python pipelines/train_multitask.py)
     kerasface-train-multitask --probe              (and the same run without adversaries, probed)
@@ -12,6 +13,13 @@ attributes.csv; an empty attribute cell is a missing value, left out of that att
 and AUC (--no-missing-labels makes it an error). The split is by identity: the test identities
 are never trained on.
 
+The adversary (--adversary) is by default the closed-form one: after training, a LEACE eraser
+(Belrose et al., 2023) fitted on the training split's embeddings ends model.keras, so that no
+linear read-out of those attributes is left (the test results are the erased embedding's).
+--adversary reversal trains a head per attribute behind a gradient reversal instead (loss_da_a;
+--reversal-lambda, --reversal-warmup, --adversary-speed). The figures of both are in
+docs/benchmarks.md ("Which attributes get adversaries, and how").
+
 total = w_id * loss_id + sum over attributes (w_a * loss_a + w_da * loss_da_a), weights from
 --loss-weights '{"id": 1, "attributes": 1, "adversarial": 1, "gender": 2, "da_gender": 0.5}'
 (or loss_weights in a --config file). --undersample paper applies fixed per-attribute
@@ -19,13 +27,14 @@ undersampling factors (gender 3x, emotion 1.5x, pose 2x, facial hair 2.25x, occl
 spectacles 2.5x) to the training split (they compound: on the demo data 1,200 training images
 become 54, so the demo runs without). The identity loss is --loss: a margin head (default
 normface, chosen on the demo data: see docs/benchmarks.md, "Multi-task demo"), or triplet on
-P x K batches. --adversary-speed K makes the adversaries learn K times faster than the trunk
-(two time-scale training; plain gradient reversal lets the trunk outrun them, and they end up
-predicting the attribute inverted, AUC < 0.5, while the information stays in the embedding).
+P x K batches. With --adversary reversal, --adversary-speed K makes the heads learn K times faster
+than the trunk (two time-scale training; plain gradient reversal lets the trunk outrun them, and
+they end up predicting the attribute inverted, AUC < 0.5, while the information stays in the
+embedding).
 
-Each epoch prints the multi-task table (loss, loss_id, loss_<a>, loss_da_<a>, auc_<a>,
+Each epoch prints the multi-task table (loss, loss_id, loss_<a>, loss_da_<a> with reversal, auc_<a>,
 auc_id_cosine, auc_id_euclidean; Train | Test) and the report keeps it. The run folder holds
-model.keras (the identity embedding model alone) and attributes.keras (the attribute predictor
+model.keras (the identity embedding model alone, with the eraser) and attributes.keras (the attribute predictor
 alone); export each with pipelines/export.py --run RUN [--model attributes.keras].
 --probe then trains the same run with the adversaries switched the other way (--adversarial
 off), fits a fresh linear probe per attribute on each frozen identity embedding and writes the

@@ -9,6 +9,7 @@ from kerasface.models.branches import (
     init_branches_from,
     set_branch_trainable,
 )
+from kerasface.models.erasure import ConceptErasure, fit_concept_eraser
 from kerasface.models.heads import VOTE_MODES
 from kerasface.models.iresnet import build_ir_network
 from kerasface.models.layers import ImagePreprocessing, L2Normalize
@@ -19,6 +20,7 @@ from kerasface.models.reversal import GradientReversal
 from kerasface.models.vit import build_vit
 
 __all__ = [
+    "ConceptErasure",
     "GradientReversal",
     "ImagePreprocessing",
     "L2Normalize",
@@ -31,6 +33,7 @@ __all__ = [
     "build_seed_model",
     "build_vit",
     "create_backbone",
+    "fit_concept_eraser",
     "init_branches_from",
     "list_backbones",
     "seed_preset",

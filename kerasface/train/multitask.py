@@ -1,6 +1,5 @@
-"""The multitask task: identity embedding + attribute heads + an adversary per
-attribute on the identity embedding behind a gradient reversal
-(``kerasface.models.multitask.build_multitask_model``).
+"""The multitask task: identity embedding + attribute heads + adversaries that take the
+per-image attributes out of the identity embedding (``kerasface.models.multitask.build_multitask_model``).
 
     total = w_id * loss_id + sum over attributes a of (w_a * loss_a + w_da * loss_da_a)
 
@@ -9,8 +8,14 @@ such as triplet on P x K batches); ``loss_a`` and ``loss_da_a`` are cross-entrop
 samples without a value of ``a`` out (``kerasface.losses.masked``); the weights come from
 ``multitask.loss_weights`` (keys ``id``, ``attributes``, ``adversarial``, or one attribute ``a`` /
 ``da_a``; 1 by default). The task's settings are the ``multitask`` section of the run's config
-(``MultitaskConfig``). The adversaries train to predict the attributes from the identity
-embedding; the reversed gradient trains the trunk to defeat them.
+(``MultitaskConfig``). Two kinds of adversary (``multitask.adversary``):
+
+- ``eraser`` (the default): after training, the closed-form linear adversary. A LEACE eraser
+  (``kerasface.models.erasure``) fitted on the training split's embeddings of the best checkpoint
+  ends the identity model, so that no linear read-out of the adversarial attributes is left; the
+  test figures (``results.test``) are those of the erased embedding, the per-epoch ones the trunk's.
+- ``reversal``: during training, a head per attribute learns to predict it from the identity
+  embedding behind a gradient reversal (``loss_da_a``), which trains the trunk to defeat it.
 
 The split is by identity (as the recognition task's). Each epoch logs the multi-task figures:
 Keras' per-output losses and AUCs renamed ``loss_id``, ``loss_<a>``, ``loss_da_<a>``,
@@ -36,6 +41,7 @@ from kerasface.errors import BadInputError
 from kerasface.eval.attributes import column_auc, within_identity_variation
 from kerasface.eval.identity import verify_identities
 from kerasface.losses.masked import MaskedAUC, MaskedCrossentropy
+from kerasface.models.erasure import ConceptErasure, fit_concept_eraser
 from kerasface.models.multitask import (
     ID_OUTPUT, attribute_model, attribute_outputs, build_multitask_model, identity_model, predictor_model,
 )
@@ -55,6 +61,7 @@ TRAIN_PAIR_IMAGES = 600
 LOSS_WEIGHT_GROUPS = ("id", "attributes", "adversarial")
 # "auto" adversaries: the attributes whose within-identity variation (eval.attributes) is at least this
 PER_IMAGE_VARIATION = 0.5
+ADVERSARY_KINDS = ("eraser", "reversal")
 
 
 @dataclasses.dataclass
@@ -66,6 +73,7 @@ class MultitaskConfig(EmbeddingLossConfig):
     head_units: int = 128
     adversarial: bool = True
     adversaries: str | list[str] = "auto"
+    adversary: str = "eraser"
     reversal_lambda: float = 1.0
     reversal_warmup: float = 0.0
     adversary_speed: float = 1.0
@@ -76,6 +84,8 @@ class MultitaskConfig(EmbeddingLossConfig):
             raise ValueError(f"reversal_lambda must be >= 0, got {self.reversal_lambda}")
         if self.reversal_warmup < 0:
             raise ValueError(f"reversal_warmup (epochs) must be >= 0, got {self.reversal_warmup}")
+        if self.adversary not in ADVERSARY_KINDS:
+            raise ValueError(f"adversary must be one of {', '.join(ADVERSARY_KINDS)}, got {self.adversary!r}")
         if self.adversary_speed <= 0:
             raise ValueError(f"adversary_speed must be > 0, got {self.adversary_speed}")
         if self.head_units < 0:
@@ -140,12 +150,16 @@ class MultitaskTask(RecognitionTask):
         a = g.add_argument
         a("--attributes", nargs="+", help="attribute columns to learn (default: every label column)")
         a("--head-units", type=int, help="hidden units of each attribute and adversary head (default 128; 0: linear)")
-        a("--adversarial", type=on_off, metavar="{on,off}",
-          help="adversaries on the identity embedding, behind a gradient reversal (default on)")
+        a("--adversarial", type=on_off, metavar="{on,off}", help="adversaries on the identity embedding (default on)")
         a("--adversaries", nargs="+", metavar="ATTR",
           help="the attributes that get an adversary: auto (default: those that vary within an identity, "
                f"within-identity variation >= {PER_IMAGE_VARIATION}: pose, expression, not gender), all, or "
                "attribute columns")
+        a("--adversary", choices=ADVERSARY_KINDS,
+          help="eraser (default): after training, a LEACE eraser fitted on the training split ends the identity "
+               "model and leaves no linear read-out of the adversarial attributes; reversal: during training, heads "
+               "that learn the attributes from the embedding behind a gradient reversal (--reversal-lambda, "
+               "--reversal-warmup, --adversary-speed)")
         a("--reversal-lambda", type=float, help="gradient-reversal strength lambda (default 1)")
         a("--reversal-warmup", type=float, metavar="EPOCHS",
           help="DANN warm-up of lambda over this many epochs, 2/(1+exp(-10p))-1 (default 0: constant lambda)")
@@ -168,6 +182,16 @@ class MultitaskTask(RecognitionTask):
     @property
     def adversarial(self) -> bool:
         return bool(self.adversaries)
+
+    @property
+    def erases(self) -> bool:
+        """The adversaries are a LEACE eraser fitted after training (``multitask.adversary`` eraser)."""
+        return self.adversarial and self.task_config.adversary == "eraser"
+
+    @property
+    def adversary_heads(self) -> list[str]:
+        """The attributes with a gradient-reversal head in the training model (``da_<a>`` outputs)."""
+        return [] if self.task_config.adversary == "eraser" else self.adversaries
 
     def choose_adversaries(self) -> list[str]:
         chosen = self.task_config.adversaries
@@ -201,6 +225,19 @@ class MultitaskTask(RecognitionTask):
             text += f"; none on {shown(others)}: they belong to the identity, which the embedding must keep"
         return text
 
+    def adversary_kind(self) -> str:
+        """How the adversaries work (empty without adversaries)."""
+        if not self.adversarial:
+            return ""
+        if self.erases:
+            return (" Eraser (--adversary eraser): a LEACE eraser fitted on the training split's embeddings of the "
+                    "best checkpoint ends model.keras and leaves no linear read-out of these attributes; the test "
+                    "results are the erased embedding's, the per-epoch table the trunk's.")
+        options = self.task_config
+        return (f" Gradient reversal (--adversary reversal): heads that learn the attributes from the embedding, "
+                f"lambda {options.reversal_lambda:g}, warm-up {options.reversal_warmup:g} epochs, speed "
+                f"{options.adversary_speed:g}.")
+
     @property
     def output_names(self) -> list[str]:
         return label_names(self.columns)
@@ -231,7 +268,8 @@ class MultitaskTask(RecognitionTask):
             raise BadInputError(f"--adversaries {unknown}: not among the attributes learnt ({self.attributes})")
         self.variation = self.attribute_variation(splits["train"])
         self._adversaries = None
-        resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversaries)
+        resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversary_heads)
+        self._eraser = None
 
     # how data reaches the model
     def model_io(self, x, y):
@@ -240,7 +278,7 @@ class MultitaskTask(RecognitionTask):
         targets = {ID_OUTPUT: target}
         for a in self.attributes:
             targets[a] = labels[:, self.slices[a]]
-            if a in self.adversaries:
+            if a in self.adversary_heads:
                 targets[f"da_{a}"] = targets[a]
         return inputs, targets
 
@@ -254,14 +292,30 @@ class MultitaskTask(RecognitionTask):
         return build_multitask_model(
             {a: len(v) for a, v in self.columns.items()}, self.num_train_classes, backbone=model.backbone,
             input_shape=(size, size, 3), embedding_dim=options.embedding_dim, identity_head=self.head_name,
-            head_kwargs=options.loss_kwargs, adversarial=self.adversarial, adversaries=self.adversaries,
+            head_kwargs=options.loss_kwargs, adversarial=bool(self.adversary_heads), adversaries=self.adversary_heads,
             reversal_lambda=options.reversal_lambda,
             reversal_warmup_steps=warmup, head_units=options.head_units, adversary_speed=options.adversary_speed,
             backbone_kwargs=model.backbone_kwargs,
             name=f"multitask_{model.backbone}")
 
+    def eraser(self, model) -> ConceptErasure | None:
+        """The LEACE eraser of the adversarial attributes, fitted on the training split's embeddings
+        of ``model`` (no augmentation; once per model), or None without eraser adversaries."""
+        if not self.erases:
+            return None
+        if getattr(self, "_eraser", None) is None or self._eraser[0] is not model:
+            targets, outputs = predict_all(predictor_model(model), self.eval_pipeline(self.splits["train"]))
+            layer = ConceptErasure(name="concept_erasure")
+            layer.set_eraser(*fit_concept_eraser(outputs["embedding"], [targets[a] for a in self.adversaries]))
+            self._eraser = (model, layer)
+        return self._eraser[1]
+
     def inference_model(self, model):
-        return identity_model(model)
+        embedder = identity_model(model)
+        eraser = self.eraser(model)
+        if eraser is None:
+            return embedder
+        return keras.Model(embedder.input, eraser(embedder.output), name="embedding")
 
     def extra_models(self, model):
         return {"attributes.keras": attribute_model(model, self.attributes)}
@@ -270,12 +324,12 @@ class MultitaskTask(RecognitionTask):
         losses = {ID_OUTPUT: super().loss()}
         for a in self.attributes:
             losses[a] = MaskedCrossentropy(name=f"loss_{a}")
-            if a in self.adversaries:
+            if a in self.adversary_heads:
                 losses[f"da_{a}"] = MaskedCrossentropy(name=f"loss_da_{a}")
         return losses
 
     def loss_weights(self):
-        return resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversaries)
+        return resolve_loss_weights(self.task_config.loss_weights, self.attributes, self.adversary_heads)
 
     def metrics(self):
         metrics = {ID_OUTPUT: super().metrics()} if super().metrics() else {}
@@ -283,14 +337,14 @@ class MultitaskTask(RecognitionTask):
             width = attribute_outputs(len(vocab))
             kwargs = dict(multi_label=True, num_labels=width) if width > 1 else {}
             metrics[a] = [MaskedAUC(name="auc", **kwargs)]
-            if a in self.adversaries:
+            if a in self.adversary_heads:
                 metrics[f"da_{a}"] = [MaskedAUC(name="auc", **kwargs)]
         return metrics
 
     def output_keys(self) -> list[str]:
         keys = [ID_OUTPUT]
         for a in self.attributes:
-            keys += [a, f"da_{a}"] if a in self.adversaries else [a]
+            keys += [a, f"da_{a}"] if a in self.adversary_heads else [a]
         return keys
 
     def monitoring(self, run_dir, pipelines):
@@ -312,7 +366,7 @@ class MultitaskTask(RecognitionTask):
         losses = self.loss()
         figures = {}
         for a in self.attributes:
-            for key in ([a, f"da_{a}"] if a in self.adversaries else [a]):
+            for key in ([a, f"da_{a}"] if a in self.adversary_heads else [a]):
                 figures[f"loss_{key}"] = float(keras.ops.convert_to_numpy(losses[key](targets[key], outputs[key])))
                 figures[f"auc_{key}"] = column_auc(targets[key], outputs[key], self.columns[a])
         aucs = [figures[f"auc_{a}"] for a in self.attributes if not math.isnan(figures[f"auc_{a}"])]
@@ -340,8 +394,12 @@ class MultitaskTask(RecognitionTask):
         return train.subset(np.sort(rng.choice(len(train), TRAIN_PAIR_IMAGES, replace=False)))
 
     def evaluate(self, model, dataset):
-        """The multi-task figures of the test identities, from the best checkpoint."""
+        """The multi-task figures of the test identities, from the best checkpoint (its embedding
+        through the eraser, with eraser adversaries)."""
         targets, outputs = predict_all(predictor_model(model), dataset)
+        eraser = self.eraser(model)
+        if eraser is not None:
+            outputs["embedding"] = keras.ops.convert_to_numpy(eraser(outputs["embedding"]))
         figures = self.split_figures(targets, outputs)
         roc = {}
         for a, vocab in self.columns.items():
@@ -359,15 +417,19 @@ class MultitaskTask(RecognitionTask):
         text = (f"Train: training batches (losses, attribute AUCs) and pairs of up to {TRAIN_PAIR_IMAGES} "
                 "training images (identity AUCs); Test: the test split, whose identities were never trained on "
                 f"(no identity loss there). Shown: {shown} (all are in report.json's history).\n\n"
-                "```text\n" + multitask_table(history, epochs, self.attributes, self.adversaries) + "\n```")
-        return [{"title": "Adversaries", "text": self.adversary_reason() + "."},
+                "```text\n" + multitask_table(history, epochs, self.attributes, self.adversary_heads) + "\n```")
+        return [{"title": "Adversaries", "text": self.adversary_reason() + "." + self.adversary_kind()},
                 {"title": "Multi-task table (attributes, adversarial identity)", "text": text}]
 
     def layout(self) -> str:
         options = self.task_config
         identity = (f"{options.loss} head ({self.num_train_classes} identities)" if self.head_name
                     else f"{options.loss} loss")
-        adversary = (f"; adversaries on {', '.join(self.adversaries)} behind GradientReversal({options.reversal_lambda})"
-                     if self.adversarial else "; no adversaries")
+        if not self.adversarial:
+            adversary = "; no adversaries"
+        elif self.erases:
+            adversary = f"; embedding -> LEACE eraser of {', '.join(self.adversaries)} (fitted after training)"
+        else:
+            adversary = f"; adversaries on {', '.join(self.adversaries)} behind GradientReversal({options.reversal_lambda})"
         return (f"1 image -> {self.config.model.backbone} -> embedding {options.embedding_dim} -> {identity}; "
                 f"pooled features -> {len(self.columns)} attribute heads ({', '.join(self.attributes)}){adversary}")

@@ -45,5 +45,5 @@ class MultitaskEvaluation(keras.callbacks.Callback):
             else:
                 logs.update({f"val_{name}_{k}": v for k, v in figures.items()})
         total = (self.params or {}).get("epochs") or "?"
-        grid = multitask_epoch_table(logs, self.task.attributes, self.task.adversaries)
+        grid = multitask_epoch_table(logs, self.task.attributes, self.task.adversary_heads)
         self.printer(f"Epoch {epoch + 1}/{total} (multi-task table)\n{grid}")
