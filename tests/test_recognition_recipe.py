@@ -13,7 +13,8 @@ from kerasface.errors import BadInputError
 from kerasface.report import load_run_report
 from kerasface.train.callbacks import read_run_state
 from kerasface.train.config import TrainConfig, config_from_args, load_run_config
-from kerasface.train.recognition import DEMO_ARCFACE_MARGIN, DEMO_HEAD_SCALE
+from kerasface.saving import load_model
+from kerasface.train.recognition import DEMO_ARCFACE_MARGIN, DEMO_HEAD_SCALE, head_classes
 from kerasface.train.recognition_defaults import recognition_defaults
 from kerasface.train.run import train
 from test_train import TINY_VIT, ZeroWeightsIn
@@ -154,3 +155,22 @@ def test_many_identities_of_few_images_train_above_chance_with_the_data_settings
     section = next(s for s in report["sections"] if s["title"] == "Loss settings")
     assert f"{identities} training identities, 3.0 images each" in section["text"]
     assert "Loss settings" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_head_classes_number_the_trained_identities_first_and_keep_each_part_in_order():
+    trained = np.array([7, 2, 2, 9, 4, 7])
+    head_class, count = head_classes(10, trained)
+    assert count == 4
+    assert sorted(head_class) == list(range(10))
+    assert list(head_class[[2, 4, 7, 9]]) == [0, 1, 2, 3]
+    assert list(head_class[[0, 1, 3, 5, 6, 8]]) == [4, 5, 6, 7, 8, 9]
+
+
+def test_the_margin_head_holds_a_centre_per_training_identity_only(data, tmp_path):
+    """12 identities: 3 for test and 3 for validation; the head learns the other 6."""
+    run_dir = train(recognition_config(data, tmp_path, epochs=1), log=lambda *_: None)
+    report = load_run_report(run_dir)
+    head = load_model(run_dir / "checkpoints" / "last.keras").get_layer("margin_head")
+    assert [tuple(w.shape) for w in head.weights] == [(16, 6)]
+    assert "arcface head (6 identities)" in report["card"]["layout"]
+    assert report["results"]["test"]["accuracy"] > 0

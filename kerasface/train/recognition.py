@@ -25,7 +25,7 @@ CSV; named as kerasface-evaluate names them: ``lfw``, ``cfp_fp``). ``recognition
 whose ``val_<set>_auc_cosine`` picks the best checkpoint (default ``validation``: the validation
 identities). The run's ``results.test`` are the best checkpoint's accuracy (LFW 10-fold
 protocol), ROC AUC by cosine and by euclidean distance, EER and TAR@FAR. ``model.keras`` is the
-embedding model without its head.
+embedding model without its head, which holds a centre per training identity only.
 
 A margin head's scale and margin follow the training data's size
 (``kerasface.train.recognition_defaults``) unless ``recognition.paper_settings`` is set (each head's
@@ -150,6 +150,8 @@ class RecognitionTask(Task):
         self.loss_name, self.head_name = parse_loss(self.task_config.loss)
         self.pair_sets: dict[str, PairSet] = {}
         self.loss_settings = ""
+        self.head_class: np.ndarray | None = None
+        self.trained_identities = 0
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -211,8 +213,11 @@ class RecognitionTask(Task):
         self.resolve_loss_settings(splits["train"])
 
     def check_identities(self, splits) -> None:
-        """Refuse data without an identity per image, or splits without same/different pairs to verify."""
+        """Refuse data without an identity per image, or splits without same/different pairs to verify;
+        number the training identities for the head (``head_classes``)."""
         self.splits = splits
+        if "train" in splits:
+            self.head_class, self.trained_identities = head_classes(self.spec.num_classes, splits["train"].identity)
         if self.spec.num_classes < 2 or (self.spec.samples.identity < 0).any():
             raise ValueError(f"{self.spec.source}: the {self.name} task needs an identity per image and at "
                              "least two identities (image sub-folders, or an 'identity' CSV column)")
@@ -240,7 +245,9 @@ class RecognitionTask(Task):
 
     @property
     def num_train_classes(self) -> int:
-        return self.spec.num_classes
+        """The margin head's classes: the training split's identities (every identity of the
+        dataset before ``check_data`` has seen the splits, as in a dry run)."""
+        return self.trained_identities or self.spec.num_classes
 
     def sampler(self):
         if self.loss_name in METRIC_LOSSES:
@@ -262,11 +269,13 @@ class RecognitionTask(Task):
         return self.identity_io(x, y)
 
     def identity_io(self, x, identity):
-        """(model inputs, identity target): a margin head takes ``(images, identity)``, and under
-        Partial FC its logits hold each sample's target in column 0, so the target is 0."""
+        """(model inputs, identity target): a margin head takes ``(images, class)``, the identity's
+        class among the training identities (``head_classes``), and under Partial FC its logits
+        hold each sample's target in column 0, so the target is 0."""
         if not self.head_name:
             return x, identity
-        # a tf.data map: plain tensor arithmetic
+        if self.head_class is not None:  # a tf.data map: plain tensor ops
+            identity = tf.gather(tf.constant(self.head_class, identity.dtype), identity)
         return (x, identity), (identity * 0 if self.partial_fc else identity)
 
     def build_embedding_model(self) -> keras.Model:
@@ -374,6 +383,19 @@ class RecognitionTask(Task):
             return f"{self.modalities[0]} panel -> {model.backbone}{frozen} -> embedding {dim}{head}"
         return (f"{' | '.join(self.modalities)} panels -> {len(self.modalities)}x {model.backbone}{frozen} -> concat "
                 f"-> Dense {dim} -> embedding{head}")
+
+
+def head_classes(num_identities: int, trained: np.ndarray) -> tuple[np.ndarray, int]:
+    """(each identity's class for the margin head, the number of trained identities): the trained
+    identities are classes 0..T-1 in their order, the others T..N-1 in theirs, so that the head
+    holds a centre per trained identity only, and a split's identities keep their order (and
+    its verification pairs) under the new numbers."""
+    is_trained = np.zeros(num_identities, bool)
+    is_trained[np.unique(trained[trained >= 0])] = True
+    order = np.concatenate([np.flatnonzero(is_trained), np.flatnonzero(~is_trained)])
+    head_class = np.empty(num_identities, np.int64)
+    head_class[order] = np.arange(num_identities)
+    return head_class, int(is_trained.sum())
 
 
 def check_identity_split(config) -> None:
