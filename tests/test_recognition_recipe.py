@@ -174,3 +174,34 @@ def test_the_margin_head_holds_a_centre_per_training_identity_only(data, tmp_pat
     assert [tuple(w.shape) for w in head.weights] == [(16, 6)]
     assert "arcface head (6 identities)" in report["card"]["layout"]
     assert report["results"]["test"]["accuracy"] > 0
+
+
+def test_a_run_scored_on_its_pair_sets_trains_every_identity_and_reports_the_sets(data, tmp_path):
+    """--test-fraction 0 --validation-fraction 0 with --val-pairs: all 12 identities trained, the
+    pair sets' figures of the best epoch are the run's results, and a loss table reports the set."""
+    from kerasface.train.compare import compare_losses
+
+    sets = [str(data / "lfw" / "pairs.txt"), str(data / "cfp_fp.bin")]
+    config = recognition_config(data, tmp_path, epochs=2, test_fraction=0.0, validation_fraction=0.0,
+                                val_pairs=sets, monitor="lfw")
+    out = compare_losses(config, ["arcface"], out=tmp_path / "table", log=lambda *_: None)
+    report = load_run_report(out / "arcface")
+    history, results = report["history"], report["results"]
+    assert "test" not in results and set(results) >= {"train", "lfw", "cfp_fp"}
+    best = report["card"]["best_epoch"]
+    assert best == int(np.argmax(history["val_lfw_auc_cosine"])) + 1
+    for name in ("lfw", "cfp_fp"):
+        assert results[name]["auc_cosine"] == history[f"val_{name}_auc_cosine"][best - 1]
+        assert results[name]["accuracy"] == history[f"val_{name}_accuracy"][best - 1]
+    head = load_model(out / "arcface" / "checkpoints" / "last.keras").get_layer("margin_head")
+    assert [tuple(w.shape) for w in head.weights] == [(16, 12)]
+    row = json.loads((out / "table.json").read_text())["rows"][0]
+    assert row["accuracy"] == results["lfw"]["accuracy"] and row["auc_cosine"] == results["lfw"]["auc_cosine"]
+    assert "The lfw pairs" in (out / "table.md").read_text()
+
+
+def test_no_test_split_and_no_pair_sets_is_refused_before_training(data, tmp_path):
+    config = recognition_config(data, tmp_path, test_fraction=0.0, validation_fraction=0.25)
+    with pytest.raises(ValueError, match="--test-fraction 0 leaves the recognition task no test split.*--val-pairs"):
+        train(config, log=lambda *_: None)
+    assert not (tmp_path / "run").exists()

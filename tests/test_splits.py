@@ -69,8 +69,18 @@ def test_identity_split_errors_name_the_numbers():
         identity_split_index(np.array([0, -1, 1, -1]))
     with pytest.raises(ValueError, match="must be < 1.*0.6 \\+ 0.4"):
         split_by_identity(make_samples([1] * 10), 0.6, validation_fraction=0.4)
-    with pytest.raises(ValueError, match=r"test_fraction must lie in \(0, 1\), got 1.5"):
+    with pytest.raises(ValueError, match=r"test_fraction must lie in \[0, 1\), got 1.5"):
         split_by_identity(make_samples([1] * 10), 1.5)
+
+
+def test_a_test_fraction_of_zero_holds_out_nobody_for_test():
+    samples = make_samples([3, 5, 2, 4])
+    train, test = split_by_identity(samples, test_fraction=0.0)
+    assert len(test) == 0 and len(train) == len(samples)
+    train, val, test = split_by_identity(samples, test_fraction=0.0, validation_fraction=0.25, seed=3)
+    assert len(test) == 0 and len(ids(val)) == 1 and len(ids(train)) == 3
+    train, test = split_by_sample(samples, 0.0)
+    assert len(test) == 0 and len(train) == len(samples)
 
 
 def test_sample_split_keeps_per_identity_proportions():

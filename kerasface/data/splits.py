@@ -17,8 +17,8 @@ from kerasface.data.spec import DatasetSpec, Samples, column_values
 
 
 def _check_fractions(test_fraction: float, validation_fraction: float) -> None:
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+    if not 0 <= test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in [0, 1), got {test_fraction}")
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must lie in [0, 1), got {validation_fraction}")
     if test_fraction + validation_fraction >= 1:
@@ -39,7 +39,8 @@ def identity_split_index(
     """Sorted (train, val, test) sample indices with disjoint identity sets.
 
     ``round(n_identities * fraction)`` identities go to test and to validation (halves
-    round up), at least one each where the fraction is > 0, and at least one to train.
+    round up), at least one each where the fraction is > 0 (none where it is 0), and at least
+    one to train.
     """
     _check_fractions(test_fraction, validation_fraction)
     identity = np.asarray(identity, np.int64)
@@ -50,13 +51,13 @@ def identity_split_index(
             f"samples have identity -1"
         )
     ids = np.unique(identity)
-    parts_needed = 3 if validation_fraction > 0 else 2
+    parts_needed = 1 + (test_fraction > 0) + (validation_fraction > 0)
     if len(ids) < parts_needed:
         raise ValueError(
             f"split by identity into {parts_needed} parts needs at least {parts_needed} "
             f"identities, got {len(ids)}"
         )
-    n_test = max(1, round_half_up(len(ids) * test_fraction))
+    n_test = max(1, round_half_up(len(ids) * test_fraction)) if test_fraction > 0 else 0
     n_val = max(1, round_half_up(len(ids) * validation_fraction)) if validation_fraction > 0 else 0
     while n_test + n_val > len(ids) - 1:
         if n_test >= n_val:

@@ -93,6 +93,13 @@ def write_table(out: Path, name: str, title: str, text: str, columns: Sequence[s
     return table
 
 
+def scored_split(config: TrainConfig) -> str:
+    """The results section a recognition study's table reports: the ``--monitor`` set when it is
+    one of ``--val-pairs`` (as a benchmark's pairs are), else the test split."""
+    monitor = config.task_config.monitor
+    return "test" if monitor == "validation" else monitor
+
+
 def compare_losses(config: TrainConfig, losses=COMPARED_LOSSES, out=None, log=print,
                    loss_kwargs: Callable[[str], dict] | None = None) -> Path:
     """Train ``config`` once per loss (run folders ``<out>/<loss>``) and write ``table.md`` and
@@ -102,19 +109,22 @@ def compare_losses(config: TrainConfig, losses=COMPARED_LOSSES, out=None, log=pr
     given = config.task_config.loss_kwargs
     runs = [(loss.replace("+", "-"), config.replace(loss=loss, loss_kwargs=loss_kwargs(loss) if loss_kwargs else given))
             for loss in losses]
+    scored_set = scored_split(config)
     rows = []
     for loss, done in zip(losses, run_trainings(out, runs, log)):
         if done.error:
             rows.append({"loss": loss, "error": done.error})
             continue
-        test = done.report["results"]["test"]
-        rows.append({"loss": loss, **{k: test.get(k) for k in COLUMNS[1:6]},
+        scored = done.report["results"][scored_set]
+        rows.append({"loss": loss, **{k: scored.get(k) for k in COLUMNS[1:6]},
                      "best_epoch": done.report["card"].get("best_epoch"),
                      "wall_time_s": done.report["card"].get("wall_time_s")})
     card = {"backbone": config.model.backbone, "dataset": dataset_description(config.data),
             "image_size": config.data.image_size, "epochs": config.optim.epochs, "batch_size": config.optim.batch_size,
             "seed": config.seed}
+    scored_text = ("Test split: identities never trained on" if scored_set == "test" else
+                   f"The {scored_set} pairs (--val-pairs, --monitor) at each run's best epoch")
     text = (", ".join(f"{k}: {v}" for k, v in card.items())
-            + "\n\nTest split: identities never trained on; accuracy by the LFW 10-fold protocol.")
+            + f"\n\n{scored_text}; accuracy by the LFW 10-fold protocol.")
     write_table(out, "table", "Loss comparison", text, COLUMNS, rows, {"card": card}, log)
     return out

@@ -103,8 +103,8 @@ class DataConfig:
                      "min_images_per_identity"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.test_fraction < 1:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction}")
+        if not 0 <= self.test_fraction < 1:
+            raise ValueError(f"test_fraction must lie in [0, 1), got {self.test_fraction}")
         if not 0 <= self.validation_fraction < 1 - self.test_fraction:
             raise ValueError(
                 f"validation_fraction must lie in [0, {1 - self.test_fraction}), got {self.validation_fraction}"
@@ -401,7 +401,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, task_names=()) -> None
     a("--undersample", help="'paper' for fixed per-label factors (gender 3, emotion 1.5, pose 2, facial_hair "
       "2.25, occlusion 1.75, spectacles 2.5; 'seed' is its deprecated name), or a JSON/YAML undersampling config")
     a("--split", choices=SPLITS, help="sample: stratified by identity; identity: disjoint identities")
-    a("--test-fraction", type=float, help=f"share of data held out for test (default {data.test_fraction})")
+    a("--test-fraction", type=float, help=f"share of data held out for test (default {data.test_fraction}); 0: no "
+      "test split, for a recognition run scored on its --val-pairs")
     a("--validation-fraction", type=float,
       help=f"share held out for validation (default {data.validation_fraction})")
     a("--image-size", type=int, help=f"side of each model input view in pixels (default {data.image_size})")

@@ -36,6 +36,8 @@ def load_run_data(config: TrainConfig, progress: bool = True) -> RunData:
                           validation_fraction=data.validation_fraction, seed=config.seed)
     names = ("train", "validation", "test") if len(parts) == 3 else ("train", "test")
     splits = dict(zip(names, parts))
+    if data.test_fraction == 0:
+        del splits["test"]
     removed = ""
     if data.exclude_identities or data.min_images_per_identity > 1:
         excluded = set().union(*(read_identity_names(path) for path in data.exclude_identities))

@@ -250,6 +250,10 @@ class MultitaskTask(RecognitionTask):
                              f"(got {config.data.views!r})")
         check_identity_split(config)
 
+    @classmethod
+    def needs_test_split(cls, config):
+        return True
+
     def check_data(self, splits):
         if self.missing_columns:
             raise BadInputError(f"{self.spec.source}: no attribute column(s) {self.missing_columns}; the "

@@ -203,6 +203,11 @@ class RecognitionTask(Task):
             raise ValueError(f"--modalities must be distinct names from {list(known)}, got {modalities}")
         check_identity_split(config)
 
+    @classmethod
+    def needs_test_split(cls, config):
+        """Not when ``--val-pairs`` score the run."""
+        return not config.task_config.val_pairs
+
     def check_data(self, splits):
         self.check_identities(splits)
         self.pair_sets = read_val_pairs(self.task_config.val_pairs)
@@ -344,6 +349,17 @@ class RecognitionTask(Task):
             return Monitoring(f"{metric_prefix(monitor)}auc_cosine", "max", callbacks)
         return Monitoring("loss", "min", callbacks)
 
+    def best_epoch_results(self, history, best_epoch):
+        """Each ``--val-pairs`` set's figures at the best epoch, as ``results.<set>``."""
+        results = {}
+        for name in self.pair_sets:
+            prefix = metric_prefix(name)
+            figures = {k[len(prefix):]: v[best_epoch - 1] for k, v in history.items()
+                       if k.startswith(prefix) and len(v) >= best_epoch}
+            if figures:
+                results[name] = figures
+        return results
+
     def verify_split(self, model, dataset) -> tuple[VerificationResult, np.ndarray, np.ndarray]:
         """(figures, issame, cosine similarity) of the identity pairs of a split, embedded by
         ``model``'s embedding model through the split's pipeline of ``model_io`` batches (a margin
@@ -411,7 +427,7 @@ def read_val_pairs(paths) -> dict[str, PairSet]:
     sets: dict[str, PairSet] = {}
     for path in paths:
         pair_set = load_pair_set(path)
-        if pair_set.name in sets or pair_set.name in ("validation", "test"):
+        if pair_set.name in sets or pair_set.name in ("train", "validation", "test"):
             other = sets[pair_set.name].source if pair_set.name in sets else f"the {pair_set.name} split"
             raise BadInputError(f"{path}: --val-pairs set {pair_set.name!r} is named as {other}; give the "
                                 "files distinct names")

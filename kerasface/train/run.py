@@ -100,7 +100,7 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
     started = time.perf_counter()
     config, state, planned = plan_run(config, resume, epochs)
     command = state.get("command") or command
-    task_class(config.task).check_config(config)
+    check_task_config(config)
     runtime = start_runtime(config, state["epoch"])
     data = load_run_data(config)
     task = create_task(config, data.spec)
@@ -122,7 +122,10 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
         save_models(task, model, best, run_dir)
         history = history_from_csv(run_dir / "history.csv")
         results = history_results(history, best_epoch, task.validation_data(pipelines) is not None)
-    results["test"], fields = evaluate_test(task, model, pipelines["test"], runtime)
+        results.update(task.best_epoch_results(history, best_epoch))
+    fields = {}
+    if "test" in pipelines:
+        results["test"], fields = evaluate_test(task, model, pipelines["test"], runtime)
 
     from kerasface.report import run_card, write_run_report
 
@@ -131,6 +134,15 @@ def train(config: TrainConfig | None = None, *, resume=None, epochs: int | None 
                     fit_time_s=fit_time, notes=notes)
     write_run_report(run_dir, card, history, results, fields.get("roc"), sections=task.report_sections(history))
     return close_run_folder(run_dir, shared_dir, runtime, log)
+
+
+def check_task_config(config: TrainConfig) -> None:
+    """The task's ``check_config``, and a test split unless the task scores the run on others."""
+    task = task_class(config.task)
+    task.check_config(config)
+    if config.data.test_fraction == 0 and task.needs_test_split(config):
+        raise ValueError(f"--test-fraction 0 leaves the {config.task} task no test split to score the run on; "
+                         "give a --test-fraction > 0" + (" or --val-pairs" if config.task == "recognition" else ""))
 
 
 def plan_run(config: TrainConfig | None, resume, epochs: int | None) -> tuple[TrainConfig, dict, int]:

@@ -87,6 +87,11 @@ class Task:
                 f"loss (triplet, ArcFace, ...), not with the {cls.name} task; build it with --dry-run, "
                 "or train with --head concat or vote")
 
+    @classmethod
+    def needs_test_split(cls, config: TrainConfig) -> bool:
+        """Whether a run needs a test split (``--test-fraction`` > 0) for its results."""
+        return True
+
     def check_data(self, splits: dict[str, Samples]) -> None:
         """Refuse data this task cannot learn from, naming the file and the fix."""
 
@@ -108,6 +113,10 @@ class Task:
         """The logged metric that picks the best checkpoint, with the task's callbacks that log it
         (``fit`` logs ``val_loss`` of ``validation_data``)."""
         return Monitoring("val_loss" if self.validation_data(pipelines) is not None else "loss", "min")
+
+    def best_epoch_results(self, history: dict[str, list[float]], best_epoch: int) -> dict[str, dict[str, float]]:
+        """Figures the task's callbacks logged, as ``results`` sections of the best epoch (set -> figures)."""
+        return {}
 
     def inference_model(self, model: keras.Model) -> keras.Model:
         """The model a run saves as ``model.keras`` and exports (a margin head is left behind)."""
