@@ -142,7 +142,7 @@ def check_task_config(config: TrainConfig) -> None:
     task.check_config(config)
     if config.data.test_fraction == 0 and task.needs_test_split(config):
         raise ValueError(f"--test-fraction 0 leaves the {config.task} task no test split to score the run on; "
-                         "give a --test-fraction > 0" + (" or --val-pairs" if config.task == "recognition" else ""))
+                         "give a --test-fraction > 0 (a recognition run may be scored on its --val-pairs instead)")
 
 
 def plan_run(config: TrainConfig | None, resume, epochs: int | None) -> tuple[TrainConfig, dict, int]:
